@@ -98,9 +98,13 @@ class MidiDataModule(L.LightningDataModule):
     def _loader(self, name: str) -> DataLoader:
         dataset = self.datasets[name]
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=EpochShuffleSampler(dataset, self.seed, shuffle=name == "train"),
+                          sampler=EpochShuffleSampler(dataset, self.seed, shuffle=name == "train",
+                                                      epoch_fn=self._current_epoch),
                           # own generator: creating iterators must not consume the global RNG
                           generator=torch.Generator().manual_seed(self.seed), drop_last=False)
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -16,8 +16,9 @@ class TokenWindowDataset(Dataset):
     """Fixed-length next-token windows over files stored back to back in a memmap.
 
     Each file is read as [BOS] + ids + [EOS]. A file of n tokens gives ceil(n / stride) windows.
-    With `jitter=True` every epoch shifts each file's window starts by a new random offset
+    With `jitter=True` every epoch shifts each file's window starts back by a new random offset
     (deterministic in (seed, epoch, file)), so training sees fresh slice boundaries each epoch.
+    Items are addressed as (epoch, index) — see EpochShuffleSampler — or by a plain index (epoch 0).
     """
 
     def __init__(self, tokens_path: Path | str, files: list[tuple[int, int]], seq_len: int,
@@ -26,13 +27,12 @@ class TokenWindowDataset(Dataset):
         self.tokens_path, self.files, self.seq_len = Path(tokens_path), files, seq_len
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
         self.stride = stride or seq_len
-        self.jitter, self.augment, self.seed, self.epoch = jitter, augment, seed, 0
-        counts = [max(1, math.ceil((length + 2 - seq_len - 1) / self.stride) + 1) for _, length in files]
+        self.jitter, self.augment, self.seed = jitter, augment, seed
+        # +1 window per file when jittering: starts move back by up to a stride, the end stays covered
+        counts = [max(1, math.ceil((length + 2 - seq_len - 1) / self.stride) + 1 + int(jitter))
+                  for _, length in files]
         self.cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._ids = None  # opened lazily, once per worker process
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return int(self.cum[-1])
@@ -42,15 +42,15 @@ class TokenWindowDataset(Dataset):
             self._ids = np.memmap(self.tokens_path, dtype=np.int32, mode="r")
         return self._ids
 
-    def window(self, index: int) -> np.ndarray:
-        """The raw seq_len+1 ids of window `index` (padded with PAD at a file's end)."""
+    def window(self, index: int, epoch: int = 0) -> np.ndarray:
+        """The raw seq_len+1 ids of window `index` in `epoch` (padded with PAD at a file's end)."""
         file_idx = int(np.searchsorted(self.cum, index, side="right") - 1)
         offset, length = self.files[file_idx]
         span = length + 2  # with BOS and EOS
         start = (index - self.cum[file_idx]) * self.stride
         if self.jitter:
-            rng = np.random.default_rng([self.seed, self.epoch, file_idx])
-            start += int(rng.integers(0, self.stride))
+            rng = np.random.default_rng([self.seed, epoch, file_idx])
+            start -= int(rng.integers(0, self.stride))  # window 0 still starts at BOS
         start = int(max(0, min(start, span - self.seq_len - 1)))
         stop = min(start + self.seq_len + 1, span)
         body = np.asarray(self._memmap()[offset + max(start - 1, 0): offset + min(stop - 1, length)], np.int64)
@@ -58,35 +58,39 @@ class TokenWindowDataset(Dataset):
         out = np.concatenate(parts).astype(np.int64)
         return np.pad(out, (0, self.seq_len + 1 - out.size), constant_values=self.pad_id)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        ids = self.window(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        ids = self.window(index, epoch)
         if self.augment is not None:
-            ids = self.augment(ids, np.random.default_rng([self.seed, self.epoch, index, 1]))
+            ids = self.augment(ids, np.random.default_rng([self.seed, epoch, index, 1]))
         x = torch.from_numpy(ids[:-1].copy())
         y = torch.from_numpy(ids[1:].copy())
         y[y == self.pad_id] = IGNORE_INDEX
         return {"input_ids": x, "labels": y}
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation seeded by (seed, epoch); also tells the dataset which epoch it is.
+class EpochShuffleSampler(Sampler):
+    """A permutation seeded by (seed, epoch) that yields (epoch, index) pairs.
 
-    Lightning calls set_epoch at every epoch start, so a run resumed from a checkpoint sees
-    the same order as an uninterrupted one.
+    The epoch is read when iteration starts (from `epoch_fn`, e.g. the trainer's current epoch),
+    not when the iterator is created, and travels with each index into the dataset, so worker
+    processes and runs resumed from a checkpoint see exactly the windows of an uninterrupted run.
     """
 
-    def __init__(self, dataset: TokenWindowDataset, seed: int = 0, shuffle: bool = True):
-        self.dataset, self.seed, self.shuffle, self.epoch = dataset, seed, shuffle, 0
+    def __init__(self, dataset: TokenWindowDataset, seed: int = 0, shuffle: bool = True,
+                 epoch_fn: Callable[[], int] | None = None):
+        self.dataset, self.seed, self.shuffle, self.epoch_fn = dataset, seed, shuffle, epoch_fn
+        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int) -> None:  # used when no epoch_fn is given
         self.epoch = int(epoch)
-        self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __iter__(self):
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
         n = len(self.dataset)
-        if not self.shuffle:
-            return iter(range(n))
-        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(n).tolist())
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else range(n)
+        for index in order:
+            yield int(epoch), int(index)
