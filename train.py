@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "offline")  # no key on a fresh machine: never block on login
@@ -19,6 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("train")
+# the tokenizer is saved into the checkpoint dir before fit, and resumed runs reuse theirs
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -46,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model.platform_meta = {"model_cfg": OmegaConf.to_container(cfg.model, resolve=True),
                            "model_kwargs": model_kwargs, "target": cfg.model._target_}
     callbacks, loggers = instantiate_group(cfg.get("callbacks")), instantiate_group(cfg.get("logger"))
+    if not loggers:  # logger=none: a learning-rate monitor has nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -105,7 +105,6 @@ def test_multirun_with_two_values_completes_and_uses_wandb_offline(tmp_path, pla
         assert list((sweep / run / "wandb").glob("offline-run-*")), f"no offline W&B run in job {run}"
 
 
-@pytest.mark.slow
 def test_optuna_sweep_two_trials(tmp_path, platform_cache):
     sweep = tmp_path / "optuna"
     proc = run_cli("train.py", ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
