@@ -1,4 +1,4 @@
-"""At the end of fit, the best model writes sample MIDI + piano-roll PNGs for a listen and a look."""
+"""At the end of fit, the trained model writes sample MIDI + piano-roll PNGs for a listen and a look."""
 from __future__ import annotations
 
 import logging

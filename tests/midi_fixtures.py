@@ -35,5 +35,8 @@ def write_messy_folder(root: Path, n_valid: int = 3) -> dict[str, str]:
     silent = symusic.Score(480)
     silent.tracks.append(symusic.Track(name="silent"))
     silent.dump_midi(str(root / "no_notes.mid"))
+    far = make_score(seed=5)
+    far.tracks[0].notes.append(symusic.Note(100_000_000, 480, 60, 80))  # a huge delta time: ~29 hours
+    far.dump_midi(str(root / "huge_delta.mid"))
     return {"random_bytes.mid": "unreadable", "truncated.mid": "unreadable", "empty.mid": "empty_file",
-            "no_notes.mid": "no_notes"}
+            "no_notes.mid": "no_notes", "huge_delta.mid": "too_long"}

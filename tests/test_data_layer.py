@@ -30,8 +30,8 @@ def test_messy_folder_loads_valid_and_reports_each_skip(tmp_path, tokenizer):
     skipped = {path.rsplit("/", 1)[-1]: reason for path, reason, _ in report.skipped}
     assert skipped == expected
     summary = report.summary()
-    assert summary["read"] == 4 and summary["skipped"] == 4
-    assert summary["skipped_by_reason"] == {"unreadable": 2, "empty_file": 1, "no_notes": 1}
+    assert summary["read"] == 4 and summary["skipped"] == 5
+    assert summary["skipped_by_reason"] == {"unreadable": 2, "empty_file": 1, "no_notes": 1, "too_long": 1}
 
 
 def test_token_cache_second_build_tokenizes_nothing(tmp_path, tokenizer):
