@@ -125,18 +125,19 @@ class RoleDataModule(L.LightningDataModule):
                  seq_len: int = 512, batch_size: int = 8, num_workers: int = 0, val_frac: float = 0.1,
                  test_frac: float = 0.1, split_seed: int = 0, loss_on: str = "target", bar_stride: int = 4,
                  eval_transposed: bool = False, sources: list[str] | None = None,
-                 limit_pieces: int | None = None, seed: int = 0, summary_dir: str | None = None):
+                 limit_pieces: int | None = None, seed: int = 0, summary_dir: str | None = None,
+                 prepare: dict | None = None):
         super().__init__()
         if loss_on not in ("target", "all"):
             raise ValueError(f"loss_on must be 'target' or 'all', got {loss_on!r}")
         self.role_dir = Path(roles_root) / role
         self.role, self.tokenizer, self.ids = role, tokenizer, control_ids(tokenizer)
-        self.cache = TokenCache(cache_dir, tokenizer)
+        self.cache_dir, self.cache = cache_dir, TokenCache(cache_dir, tokenizer)
         self.seq_len, self.batch_size, self.num_workers = seq_len, batch_size, num_workers
         self.val_frac, self.test_frac, self.split_seed = val_frac, test_frac, split_seed
         self.loss_on, self.bar_stride, self.eval_transposed = loss_on, bar_stride, eval_transposed
         self.sources, self.limit_pieces, self.seed = sources, limit_pieces, seed
-        self.summary_dir = summary_dir
+        self.summary_dir, self.prepare = summary_dir, dict(prepare or {})
         self.datasets: dict[str, RoleWindowDataset] = {}
         self.splits: dict[str, str] = {}
 
@@ -167,6 +168,17 @@ class RoleDataModule(L.LightningDataModule):
         return metas
 
     def prepare_data(self) -> None:
+        has_samples = self.role_dir.is_dir() and any(p.is_dir() for p in self.role_dir.iterdir())
+        if not has_samples and self.prepare.get("source"):
+            from datamodules.roles import check_role_dataset, prepare_role_dataset
+
+            log.info("no role data at %s: preparing it from %s", self.role_dir, self.prepare["source"])
+            options = {k: v for k, v in self.prepare.items() if k != "source"}
+            prepare_role_dataset(self.prepare["source"], self.role, self.role_dir.parent,
+                                 self.cache_dir, **options)
+            check = check_role_dataset(self.role_dir.parent, self.role, remove_bad=True)
+            log.info("role data ready: %d samples (%d removed by the integrity check)", check.samples,
+                     len(check.problems))
         self._tokenize(self._metas())
 
     def _tokenize(self, metas: list[tuple[Path, dict]]):

@@ -209,14 +209,18 @@ def check_sample(folder: Path, max_length_mismatch_bars: int) -> str | None:
     bars = {name: n_bars(score) for name, score in parts.items()}
     if max(bars.values()) != meta.get("bars"):
         return f"bars {bars} do not match meta bars {meta.get('bars')}"
-    if abs(bars[CONDITIONING] - bars[TARGET]) > max_length_mismatch_bars:
-        return f"conditioning and target lengths differ by more than {max_length_mismatch_bars} bars: {bars}"
+    # a part may rest through an intro or outro, but it may not outlast its conditioning
+    if bars[TARGET] > bars[CONDITIONING] + max_length_mismatch_bars:
+        return f"target runs more than {max_length_mismatch_bars} bars past its conditioning: {bars}"
+    if parts[TARGET].start() >= parts[CONDITIONING].end():
+        return "target starts after the conditioning ends (misaligned timelines)"
     return None
 
 
-def check_role_dataset(root: str | Path, role: str, max_length_mismatch_bars: int = 8,
+def check_role_dataset(root: str | Path, role: str, max_length_mismatch_bars: int = 4,
                        remove_bad: bool = False) -> IntegrityReport:
-    """Every sample readable, non-empty, matching its meta, conditioning and target aligned."""
+    """Every sample readable, non-empty, matching its meta, the target within its conditioning's span
+    (at most `max_length_mismatch_bars` past its end)."""
     report = IntegrityReport()
     role_dir = Path(root) / role
     for folder in sorted(p for p in role_dir.iterdir() if p.is_dir()) if role_dir.is_dir() else []:

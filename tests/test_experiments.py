@@ -14,6 +14,10 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # experiment -> overrides that keep its smoke run to seconds (families add their entry here)
 SMOKE = {
     "quickstart": ["data.source.limit=12", "data.seq_len=64", "model.net.d_model=32", "model.net.n_layers=1"],
+    "fractal_overfit": ["data.limit_files=2", "data.window_bars=2", "data.batch_size=2", "model.output.d_model=32", "model.output.max_notes=4", "model.level_specs.bars.d_model=16", "model.level_specs.beats.d_model=16", "model.level_specs.steps.d_model=16", "model.level_specs.bars.mar_iters=2", "model.level_specs.beats.mar_iters=2"],
+    "fractal_pop909": ["data.limit_files=3", "callbacks.fractal_viz.every_n_epochs=1", "data.window_bars=2", "data.batch_size=2", "model.output.d_model=32", "model.output.max_notes=4", "model.level_specs.bars.d_model=16", "model.level_specs.beats.d_model=16", "model.level_specs.steps.d_model=16", "model.level_specs.bars.mar_iters=2", "model.level_specs.beats.mar_iters=2"],
+    "mt_pretrain": ["data.source.limit=8", "data.seq_len=64", "model.net.d_model=32", "model.net.n_layers=1", "model.net.n_heads=2", "model.net.d_ff=64", "callbacks.samples.max_new_tokens=16"],
+    "mt_lora_lead": ["model.base_ckpt=null", "data.roles_root=${paths.cache_dir}/roles_smoke", "data.prepare.limit=3", "data.prepare.max_semitones=0", "data.seq_len=64", "model.net.d_model=32", "model.net.n_layers=1", "model.net.n_heads=2", "model.net.d_ff=64", "callbacks.generation_report.n_samples=1", "callbacks.generation_report.max_new_tokens=16"],
 }
 NEEDS_SHARED_DATA = ("pop909", "wjazzd", "percepiano", "fractal", "mt_")
 

@@ -14,12 +14,25 @@ import lightning as L
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.midi_io import MidiSkip
 from datamodules.percepiano.alignment import BELOW_THRESHOLD
-from datamodules.percepiano.catalog import LABEL_NAMES, PerfItem, list_items, load_labels, score_paths
+from datamodules.percepiano.catalog import (
+    LABEL_NAMES,
+    PerfItem,
+    list_items,
+    load_labels,
+    score_paths,
+)
 from datamodules.percepiano.note_table import FEATURE_NAMES, extract_segment, file_digest
 from datamodules.percepiano.score_features import XML_CACHE_VERSION, XmlCache
 from datamodules.percepiano.slices import plan_epoch

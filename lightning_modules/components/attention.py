@@ -10,9 +10,15 @@ import torch.nn.functional as F
 KVCache = tuple[torch.Tensor, torch.Tensor]  # (B, H, T_past, D) each
 
 
-def naive_attention(q, k, v, causal_offset: int | None, dropout_p: float = 0.0, training: bool = False):
-    """Reference attention: softmax(q k^T / sqrt(D)) v. causal_offset = position of q[0] in k."""
+def naive_attention(q, k, v, causal_offset: int | None, dropout_p: float = 0.0, training: bool = False,
+                    bias: torch.Tensor | None = None):
+    """Reference attention: softmax(q k^T / sqrt(D) + bias) v. causal_offset = position of q[0] in k.
+
+    bias: an additive logit bias broadcastable to (B, H, Tq, Tk) (-inf entries mask keys).
+    """
     att = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    if bias is not None:
+        att = att + bias
     if causal_offset is not None:
         tq, tk = q.size(-2), k.size(-2)
         allowed = torch.ones(tq, tk, dtype=torch.bool, device=q.device).tril(diagonal=causal_offset)
