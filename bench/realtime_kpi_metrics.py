@@ -25,7 +25,7 @@ def _stats(values) -> dict:
     }
 
 
-def _kind(data: list[int]) -> str | None:
+def message_kind(data: list[int]) -> str | None:
     status = data[0] & 0xF0
     if status == 0x90 and len(data) > 2 and data[2] > 0:
         return "on"
@@ -40,7 +40,7 @@ def chord_onsets(keyboard: dict) -> list[dict]:
     """Keyboard note-ons grouped by their target time: one entry per struck chord."""
     groups: dict[float, dict] = {}
     for sent, target, data in keyboard["sent"]:
-        if _kind(data) == "on":
+        if message_kind(data) == "on":
             g = groups.setdefault(
                 round(target, 6), {"onset": sent, "target": target, "pitches": []}
             )
@@ -53,7 +53,7 @@ def align(sends: list[dict], daw: list, window_s: float = 0.1) -> dict[int, floa
     """Index of each runtime note send -> DAW arrival time: the next DAW message of the same
     kind and pitch within window_s of the send (order-preserving; a lost message stays unmatched
     instead of shifting every later pair)."""
-    notes = [(t, _kind(b), b[1]) for t, _, b in daw if _kind(b) in ("on", "off")]
+    notes = [(t, message_kind(b), b[1]) for t, _, b in daw if message_kind(b) in ("on", "off")]
     out, j = {}, 0
     for i, s in enumerate(sends):
         if s["kind"] not in ("on", "off"):
@@ -74,7 +74,7 @@ def sounding_gaps(daw: list, start: float, end: float) -> list[tuple[float, floa
     active: dict[int, int] = {}
     edges = []
     for t, _, b in daw:
-        kind = _kind(b)
+        kind = message_kind(b)
         if kind == "on":
             active[b[1]] = active.get(b[1], 0) + 1
         elif kind == "off" and active.get(b[1]):
@@ -104,7 +104,7 @@ def unclosed_notes(daw: list) -> tuple[int, bool]:
     open_notes: dict[tuple[int, int], int] = {}
     unclosed, last_note_t, last_cc123 = 0, -1.0, -1.0
     for t, _, b in daw:
-        kind, key = _kind(b), (b[0] & 0x0F, b[1] if len(b) > 1 else -1)
+        kind, key = message_kind(b), (b[0] & 0x0F, b[1] if len(b) > 1 else -1)
         if kind == "on":
             open_notes[key] = open_notes.get(key, 0) + 1
             last_note_t = t
@@ -220,7 +220,7 @@ def compute_kpis(records: dict) -> dict:
         "prompts": len(prompts),
         "chords_without_answer": missed,
         "notes_out": counts.get("sent_on", 0),
-        "notes_received": sum(1 for _, _, b in daw if _kind(b) == "on"),
+        "notes_received": sum(1 for _, _, b in daw if message_kind(b) == "on"),
         "unmatched_sends": sum(1 for s in sends if s["kind"] in ("on", "off")) - len(arrival),
         "jack_xruns": None,
         "unclosed_notes": unclosed,
@@ -229,6 +229,10 @@ def compute_kpis(records: dict) -> dict:
         "input_ignored": rt.get("input_ignored", {}),
         "midi_clock_ticks": counts.get("midi_clock_ticks", 0),
         "max_loop_gap_ms": rt.get("max_loop_gap_ms"),
+        "max_loop_gap_at_s": (rt["max_loop_gap_at"] - kb.get("t0", 0.0))
+        if rt.get("max_loop_gap_at")
+        else None,
+        "input_ended_at_s": last_in - kb.get("t0", 0.0),
         "worker_errors": worker_errors,
         "exit_code": records.get("exit_code"),
         "cpu_percent": {
@@ -306,7 +310,8 @@ def markdown(kpis: dict) -> str:
         "|---|---|",
         f"| chords played / prompts / without answer | {kpis['chords_played']} / {kpis['prompts']} / "
         f"{kpis['chords_without_answer']} |",
-        f"| notes sent / received | {kpis['notes_out']} / {kpis['notes_received']} |",
+        f"| note-ons sent / received; note messages sent but never received | {kpis['notes_out']} / "
+        f"{kpis['notes_received']}; {kpis['unmatched_sends']} |",
         f"| dead air >= {int(dead['threshold_s'] * 1000)} ms (count, total s) | {dead['count']}, "
         f"{dead['total_s']:.2f} (intended rests: {dead['intended_rests']}) |",
         f"| underruns / fallback notes | {kpis['underruns']} / {kpis['fallback_notes']} |",
@@ -315,7 +320,9 @@ def markdown(kpis: dict) -> str:
         f"| late notes dropped / JACK xruns during the run | {kpis['late_dropped']} / "
         f"{_fmt(kpis.get('jack_xruns'))} |",
         f"| unclosed notes / all-notes-off at end | {kpis['unclosed_notes']} / {kpis['all_notes_off_at_end']} |",
-        f"| crash-free / max loop gap (ms) | {kpis['crash_free']} / {_fmt(kpis['max_loop_gap_ms'])} |",
+        f"| crash-free / max loop gap (ms, at s; input ended at s) | {kpis['crash_free']} / "
+        f"{_fmt(kpis['max_loop_gap_ms'])} at {_fmt(kpis['max_loop_gap_at_s'])}; "
+        f"{_fmt(kpis['input_ended_at_s'])} |",
         f"| CPU % of a core: timing loop / worker / peak total | {cpu['runtime_loop']:.1f} / "
         f"{cpu['worker']:.1f} / {_fmt(cpu['peak_total'])} |",
         f"| input ignored (by type) | {kpis['input_ignored']} |",
@@ -324,84 +331,17 @@ def markdown(kpis: dict) -> str:
         "|---|---|---|",
     ]
     lines += [
-        f"| {name} <= {t['target']} | {_fmt(t['value'])} | {'yes' if t['pass'] else 'NO'} |"
+        f"| {name} {'is' if isinstance(t['target'], bool) else '<='} {t['target']} | {_fmt(t['value'])} | "
+        f"{'yes' if t['pass'] else 'NO'} |"
         for name, t in kpis["targets"].items()
     ]
     return "\n".join(lines) + "\n"
-
-
-def plot_timeline(kpis: dict, records: dict, path: Path, zoom_s: float = 24.0) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kb, daw, rt = records["keyboard"], records["daw"], records["runtime"]
-    t0 = kb.get("t0", 0.0)
-    fig, axes = plt.subplots(3, 1, figsize=(14, 10))
-    ax = axes[0]
-    for c in chord_onsets(kb):
-        if c["onset"] - t0 > zoom_s:
-            break
-        for p in c["pitches"]:
-            ax.plot([c["onset"] - t0, c["onset"] - t0 + 0.2], [p, p], color="tab:blue", lw=3)
-    open_at: dict[int, float] = {}
-    for t, _, b in daw:
-        kind = _kind(b)
-        if kind == "on":
-            open_at[b[1]] = t
-        elif kind == "off" and b[1] in open_at:
-            start = open_at.pop(b[1])
-            if start - t0 <= zoom_s:
-                ax.plot([start - t0, t - t0], [b[1], b[1]], color="tab:red", lw=3)
-    for u in rt.get("underruns", []):
-        if u["time"] - t0 <= zoom_s:
-            ax.axvline(u["time"] - t0, color="k", ls="--", lw=0.8)
-    ax.set(
-        title=f"first {zoom_s:.0f} s: keyboard chords (blue), runtime output at the DAW (red), "
-        "underruns (dashed)",
-        xlabel="s",
-        ylabel="pitch",
-    )
-    sends = rt.get("sends", [])
-    firsts = [s for s in sends if s["first"] and s["kind"] == "on"]
-    ax = axes[1]
-    onsets = np.asarray([c["onset"] for c in chord_onsets(kb)])
-    prompts = {p["ctx"]: p for p in rt.get("prompts", [])}
-    xs, ys = [], []
-    for s in firsts:
-        p = prompts.get(s["ctx"])
-        if p is None:
-            continue
-        k = int(np.searchsorted(onsets, p["onset"] + 0.005, side="right")) - 1
-        if k >= 0:
-            xs.append(onsets[k] - t0)
-            ys.append(1000 * (s["sent"] - onsets[k]))
-    ax.scatter(xs, ys, s=6, label="TTFN at send (ms)")
-    jit = [
-        (s["sent"] - t0, 1000 * (s["sent"] - s["scheduled"]))
-        for s in sends
-        if s["kind"] in ("on", "off") and not s["first"]
-    ]
-    if jit:
-        ax.scatter(*zip(*jit), s=2, color="tab:green", label="send jitter (ms)")
-    ax.axhline(10, color="tab:blue", ls=":", lw=0.8)
-    ax.axhline(2, color="tab:green", ls=":", lw=0.8)
-    ax.set(title="TTFN per chord and send jitter over the run", xlabel="s", ylabel="ms")
-    ax.legend(loc="upper right")
-    ax = axes[2]
-    lead = rt.get("lead", [])
-    if lead:
-        lt, lb = zip(*lead)
-        ax.plot(np.asarray(lt) - t0, lb, lw=0.6)
-    ax.set(title="lead: bars the model has decided ahead of now", xlabel="s", ylabel="bars")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_reports(kpis: dict, records: dict, out_dir: Path, tag: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"realtime_kpi_{tag}.json").write_text(json.dumps(kpis, indent=1))
     (out_dir / f"realtime_kpi_{tag}.md").write_text(markdown(kpis))
-    plot_timeline(kpis, records, out_dir / f"realtime_kpi_{tag}.png")
+    from bench.realtime_kpi_plot import plot_timeline
+
+    plot_timeline(records, out_dir / f"realtime_kpi_{tag}.png")

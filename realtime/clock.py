@@ -102,6 +102,8 @@ class MidiClockFollower:
     """
 
     TICKS_PER_BEAT = 24
+    LOSS_TOLERANCE = 0.15  # of an interval, for a gap to count as lost ticks and for confirmation
+    LOSS_CONFIRMATIONS = 2  # ticks at the old pace after the gap that confirm a loss
 
     def __init__(
         self,
@@ -120,8 +122,10 @@ class MidiClockFollower:
         self.running = False
         self.ticks_seen = 0
         self.ticks_lost = 0
-        self.suspected: tuple[int, int, float] | None = (
-            None  # (first index after gap, missed, interval)
+        # (first index after the gap, ticks missed, interval, confirmations to go) while unconfirmed
+        self.suspected: tuple[int, int, float, int] | None = None
+        self.trace: list[tuple[float, int, int]] | None = (
+            None  # (arrival, index, lost so far) if on
         )
 
     def start(self, at: float) -> None:
@@ -144,14 +148,15 @@ class MidiClockFollower:
         if not self.running:
             return
         index = self._resolve_suspected_loss(at)
-        suspected = self._suspect_loss(at, index)
-        index += suspected
+        index += self._suspect_loss(at, index)
         self.ticks_since_start = index + 1
         if self.ticks and index - self.ticks[-1][0] > 5:
             self.ticks.clear()  # a jump (continue after stop): start a new fit
         self.ticks.append((index, at))
-        if suspected:
-            return  # decide at the next tick whether ticks were lost; keep the clock as it is
+        if self.trace is not None:
+            self.trace.append((at, index, self.ticks_lost))
+        if self.suspected is not None:
+            return  # decide over the next ticks whether ticks were lost; keep the clock as it is
         if len(self.ticks) < 3:
             if (
                 len(self.ticks) == 1
@@ -180,14 +185,15 @@ class MidiClockFollower:
 
     def _suspect_loss(self, at: float, index: int) -> int:
         """A gap of ~k intervals looks like k-1 ticks lost on the way (a JACK xrun): count them
-        for now; the next tick tells a loss (back to the old pace) from a tempo change."""
-        if len(self.ticks) < 3:
+        for now; the next ticks tell a loss (the old pace goes on) from a tempo change or a
+        delayed burst."""
+        if len(self.ticks) < 3 or self.suspected is not None:
             return 0
         interval = self._interval()
         ratio = (at - self.ticks[-1][1]) / interval if interval > 0 else 0.0
         k = round(ratio)
-        if 2 <= k <= 5 and abs(ratio - k) < 0.25:
-            self.suspected = (index + k - 1, k - 1, interval)
+        if 2 <= k <= 5 and abs(ratio - k) < self.LOSS_TOLERANCE:
+            self.suspected = (index + k - 1, k - 1, interval, self.LOSS_CONFIRMATIONS)
             self.ticks_lost += k - 1
             return k - 1
         return 0
@@ -196,11 +202,14 @@ class MidiClockFollower:
         """The index of this tick, after confirming or taking back a suspected loss."""
         if self.suspected is None:
             return self.ticks_since_start
-        after_gap, missed, interval = self.suspected
-        self.suspected = None
-        if abs((at - self.ticks[-1][1]) / interval - 1) < 0.25:
+        after_gap, missed, interval, needed = self.suspected
+        if abs((at - self.ticks[-1][1]) / interval - 1) < self.LOSS_TOLERANCE:
+            self.suspected = None if needed <= 1 else (after_gap, missed, interval, needed - 1)
             return self.ticks_since_start  # the old pace goes on: ticks were lost
-        self.ticks_lost -= missed  # slower from here on: a tempo change, not a loss
+        self.suspected = (
+            None  # another pace (tempo change) or a burst (delayed ticks): take it back
+        )
+        self.ticks_lost -= missed
         self.ticks = deque(
             ((i - missed if i >= after_gap else i, t) for i, t in self.ticks), maxlen=self.window
         )

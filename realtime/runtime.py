@@ -50,6 +50,7 @@ class RunReport:
     tempo: list[tuple[float, float]] = field(default_factory=list)  # (wall, bpm) on change
     worker_errors: list[str] = field(default_factory=list)
     max_loop_gap_ms: float = 0.0
+    max_loop_gap_at: float = 0.0
     stale_events: int = 0
     dropped_under_fallback: int = 0
     fallback_notes: int = 0
@@ -63,6 +64,8 @@ class JamRuntime:
         self.watcher = watcher
         self.clock = clock or MusicalClock(cfg.clock.bpm, cfg.clock.beats_per_bar)
         self.follower = MidiClockFollower(self.clock) if cfg.clock.follow_midi_clock else None
+        if self.follower is not None and cfg.report.get("clock_trace"):
+            self.follower.trace = []
         self.input = InputHandler(**cfg.input, clock_follower=self.follower)
         self.scheduler = NoteScheduler(self.clock, self._send, **cfg.schedule.scheduler)
         self.fallback = FallbackPhrases(**cfg.fallback.phrases)
@@ -250,8 +253,9 @@ class JamRuntime:
         last = last_gc = start
         while not self.stop_requested:
             now = time.monotonic()
-            if now - start > 0.5:  # startup allocations are not stalls
-                self.report.max_loop_gap_ms = max(self.report.max_loop_gap_ms, 1000 * (now - last))
+            if now - start > 0.5 and 1000 * (now - last) > self.report.max_loop_gap_ms:
+                self.report.max_loop_gap_ms = 1000 * (now - last)  # startup allocations excluded
+                self.report.max_loop_gap_at = now
             last = now
             if duration_s is not None and now - start >= duration_s:
                 break
@@ -325,7 +329,10 @@ class JamRuntime:
             },
             "input_ignored": dict(self.input.stats.ignored),
             "max_loop_gap_ms": self.report.max_loop_gap_ms,
+            "max_loop_gap_at": self.report.max_loop_gap_at,
             "worker_errors": self.report.worker_errors,
+            "clock_trace": self.follower.trace if self.follower is not None else None,
+            "midi_clock_ticks_lost": self.follower.ticks_lost if self.follower is not None else 0,
         }
 
 

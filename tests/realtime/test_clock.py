@@ -89,3 +89,15 @@ def test_halving_the_tempo_is_not_mistaken_for_lost_ticks():
     assert follower.ticks_lost == 0
     assert clock.bpm == pytest.approx(70, rel=0.01)
     assert clock.beat_at(t) == pytest.approx(8.0, abs=0.02)
+
+
+def test_ticks_delayed_into_a_burst_are_not_counted_as_lost():
+    clock = MusicalClock(bpm=120, anchor_time=0.0)
+    follower = MidiClockFollower(clock)
+    follower.start(at=0.0)
+    dt = 60.0 / 120 / 24
+    for i in range(24 * 8):
+        late = dt if i == 100 else 0.0  # tick 100 held back a whole interval, then sent with 101
+        follower.tick(i * dt + late)
+    assert follower.ticks_lost == 0
+    assert clock.beat_at(24 * 8 * dt) == pytest.approx(8.0, abs=0.01)

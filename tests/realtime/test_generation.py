@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lightning_modules.checkpoint import load_module
-from realtime.generation_worker import JamGenerator, warm_up
+from realtime.generation_worker import warm_up
+from realtime.jam_generator import JamGenerator
 from realtime.onnx_backend import OnnxStepModel, parity
 from realtime.prompt_builder import PromptRequest, RemiPromptBuilder
 from realtime.remi_stream import NoteEnd, NoteStart, RemiVocab

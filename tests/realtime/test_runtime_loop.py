@@ -123,8 +123,9 @@ def test_midi_clock_tempo_change_mid_stream_reaches_clock_worker_and_queue():
 @pytest.mark.parametrize("mode", ["immediate", "grid"])
 def test_first_answer_sounds_when_generated_or_on_the_next_grid_step(mode):
     inp, out, worker = ScriptedInput(), RecordingOutput(), SlowWorker()
-    cfg = config(f"schedule.first_note={mode}", "schedule.onset_grid_beats=0.25",
-                 "fallback.enabled=false")
+    cfg = config(
+        f"schedule.first_note={mode}", "schedule.onset_grid_beats=0.25", "fallback.enabled=false"
+    )
     runtime = JamRuntime(cfg, inp, out, worker)
     inp.pending += [[0x90, 57, 90], [0x90, 60, 90], [0x90, 64, 90]]
     run_for(runtime, 0.4)
