@@ -1,7 +1,7 @@
 """Training throughput of the default small LM: Lightning loop vs a bare PyTorch loop.
 
 Same model init, same batches (pre-materialised from the chorales DataModule), same optimizer.
-    python -m bench.train_throughput [--steps 60] [--batch-size 16] [--seq-len 256]
+    python -m bench.train_throughput [--steps 20] [--rounds 3] [--batch-size 16] [--seq-len 256]
 """
 from __future__ import annotations
 
@@ -47,21 +47,32 @@ def bare_loop(model, batches, lr: float) -> float:
     return time.perf_counter() - start
 
 
+class LoopTimer(L.Callback):
+    """Times the training loop only: Trainer setup and teardown are not per-step overhead."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.start
+
+
 def lightning_loop(model, batches, lr: float) -> float:
     model.optimizer_factory = lambda params: torch.optim.AdamW(params, lr=lr)
     model.scheduler_factory = None
     loader = DataLoader(Recorded(batches), batch_size=None, shuffle=False)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0)
-    start = time.perf_counter()
+                        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0,
+                        callbacks=[timer := LoopTimer()])
     trainer.fit(model, train_dataloaders=loader)
-    return time.perf_counter() - start
+    return timer.seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=20, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/Lightning rounds (load drifts)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
@@ -81,14 +92,17 @@ def main() -> None:
             break
     tokens = sum(count_tokens(b) for b in batches[args.warmup:])
     base = instantiate(cfg.model, **dm.model_kwargs())
-    rows = []
-    for name, loop in (("bare PyTorch", bare_loop), ("Lightning", lightning_loop)):
-        model = copy.deepcopy(base)
+    models = {"bare PyTorch": (bare_loop, copy.deepcopy(base)), "Lightning": (lightning_loop, copy.deepcopy(base))}
+    for loop, model in models.values():
         loop(model, batches[: args.warmup], 1e-3)  # warm up allocator / kernels
-        seconds = loop(model, batches[args.warmup:], 1e-3)
-        rows.append({"loop": name, "steps": args.steps, "seconds": seconds, "tokens_per_s": tokens / seconds,
-                     "ms_per_step": 1000 * seconds / args.steps})
-    rows.append({"loop": "overhead ratio (Lightning / bare time)", "seconds": rows[1]["seconds"] / rows[0]["seconds"]})
+    seconds = {name: [] for name in models}
+    for _ in range(args.rounds):  # alternate so both loops see the same machine load
+        for name, (loop, model) in models.items():
+            seconds[name].append(loop(model, batches[args.warmup:], 1e-3))
+    rows = [{"loop": name, "steps": args.steps * args.rounds, "seconds": sum(s), "tokens_per_s": tokens * args.rounds / sum(s),
+             "ms_per_step": 1000 * sum(s) / (args.steps * args.rounds)} for name, s in seconds.items()]
+    ratios = sorted(lt / bt for lt, bt in zip(seconds["Lightning"], seconds["bare PyTorch"]))
+    rows.append({"loop": "overhead ratio (Lightning / bare time), median of rounds", "seconds": ratios[len(ratios) // 2]})
     params = sum(p.numel() for p in base.parameters())
     write_results("train_throughput", rows, notes=f"TokenLM {params / 1e6:.2f}M params, batch {args.batch_size} x "
                                                   f"{args.seq_len} tokens, chorales, CPU.")

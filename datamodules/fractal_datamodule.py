@@ -13,11 +13,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.base import SplitDataModule
 from datamodules.midi_io import MidiSkip, load_score
 from datamodules.piano_roll import Roll, cut_window, piece_chroma, score_to_roll, window_starts
 from datamodules.sources.base import MidiItem
@@ -55,7 +55,7 @@ class RollWindows(Dataset):
                 "chroma": torch.from_numpy(song.chroma), "song": s, "start": start}
 
 
-class FractalDataModule(L.LightningDataModule):
+class FractalDataModule(SplitDataModule):
     """source: any MidiSource; when it has `annotations(item)` (POP909) and use_beats, the grid
     follows the annotated beats. window_bars * beats_per_bar * steps_per_beat steps per window.
     max_windows_per_song: keep only the first N windows of each song (overfit runs)."""
@@ -165,12 +165,3 @@ class FractalDataModule(L.LightningDataModule):
     def _loader(self, name: str) -> DataLoader:
         return DataLoader(self.datasets[name], batch_size=self.batch_size, num_workers=self.num_workers,
                           shuffle=name == "train", generator=torch.Generator().manual_seed(self.seed))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

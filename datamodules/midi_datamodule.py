@@ -8,23 +8,22 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-import lightning as L
 import miditok
-import torch
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
 
+from datamodules.base import SplitDataModule
 from datamodules.sources.base import MidiSource
 from datamodules.splits import split_by_piece
 from datamodules.token_cache import CacheReport, TokenCache
 from datamodules.tokenizer import tokenizer_to_json
-from datamodules.windows import EpochShuffleSampler, TokenWindowDataset
+from datamodules.windows import TokenWindowDataset
 
 log = logging.getLogger(__name__)
 
 
-class MidiDataModule(L.LightningDataModule):
+class MidiDataModule(SplitDataModule):
     def __init__(self, source: MidiSource, tokenizer: miditok.MusicTokenizer, cache_dir: str,
                  seq_len: int = 256, batch_size: int = 16, num_workers: int = 0,
                  val_frac: float = 0.1, test_frac: float = 0.1, split_seed: int = 0,
@@ -96,21 +95,4 @@ class MidiDataModule(L.LightningDataModule):
             path.write_text(json.dumps(summary, indent=1))
 
     def _loader(self, name: str) -> DataLoader:
-        dataset = self.datasets[name]
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=EpochShuffleSampler(dataset, self.seed, shuffle=name == "train",
-                                                      epoch_fn=self._current_epoch),
-                          # own generator: creating iterators must not consume the global RNG
-                          generator=torch.Generator().manual_seed(self.seed), drop_last=False)
-
-    def _current_epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._epoch_loader(self.datasets[name], name, self.batch_size, self.num_workers, self.seed)

@@ -15,19 +15,19 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import miditok
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.base import SplitDataModule
 from datamodules.role_tokens import ControlIds, control_ids
 from datamodules.roles import CONDITIONING, META, TARGET
 from datamodules.sources.base import MidiItem
 from datamodules.splits import split_by_piece
 from datamodules.token_cache import TokenCache
 from datamodules.tokenizer import tokenizer_to_json
-from datamodules.windows import IGNORE_INDEX, EpochShuffleSampler
+from datamodules.windows import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
 CONTROL_LEN = 5  # BOS ROLE TEMPO ... COND_SEP ... closing Bar/EOS
@@ -120,7 +120,7 @@ class RoleWindowDataset(Dataset):
         return {"input_ids": torch.from_numpy(seq[:-1].copy()), "labels": torch.from_numpy(labels[1:].copy())}
 
 
-class RoleDataModule(L.LightningDataModule):
+class RoleDataModule(SplitDataModule):
     def __init__(self, roles_root: str, role: str, tokenizer: miditok.MusicTokenizer, cache_dir: str,
                  seq_len: int = 512, batch_size: int = 8, num_workers: int = 0, val_frac: float = 0.1,
                  test_frac: float = 0.1, split_seed: int = 0, loss_on: str = "target", bar_stride: int = 4,
@@ -237,20 +237,4 @@ class RoleDataModule(L.LightningDataModule):
         return out
 
     def _loader(self, name: str) -> DataLoader:
-        dataset = self.datasets[name]
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=EpochShuffleSampler(dataset, self.seed, shuffle=name == "train",
-                                                      epoch_fn=self._current_epoch),
-                          generator=torch.Generator().manual_seed(self.seed))
-
-    def _current_epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._epoch_loader(self.datasets[name], name, self.batch_size, self.num_workers, self.seed)
