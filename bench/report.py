@@ -14,6 +14,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     return {"cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],  # other jobs skew timings
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
