@@ -129,6 +129,7 @@ def compute_kpis(records: dict) -> dict:
     onsets = np.asarray([c["onset"] for c in chords])
 
     ttfn, ttfn_internal, grid_late, prefill, missed = [], [], [], [], 0
+    ttfn_fed, ttfn_hit, fed_tokens = [], [], []  # by prefill: some tokens through the net / none
     first_send = {s["ctx"]: i for i, s in enumerate(sends) if s["first"] and s["kind"] == "on"}
     for p in prompts:
         k = int(np.searchsorted(onsets, p["onset"] + 0.005, side="right")) - 1
@@ -144,6 +145,9 @@ def compute_kpis(records: dict) -> dict:
             grid_late.append(1000 * (sends[i]["sent"] - p["grid_time"]))
         if "prompted" in p:
             prefill.append(1000 * (p["prompted"] - p["committed"]))
+        if "prefill_tokens" in p:  # 0: the prompt cache held the whole prompt
+            fed_tokens.append(p["prefill_tokens"])
+            (ttfn_fed if p["prefill_tokens"] else ttfn_hit).append(ttfn[-1])
 
     timed = [
         s for s in sends if s["kind"] in ("on", "off") and not (s["first"] and s["kind"] == "on")
@@ -201,6 +205,9 @@ def compute_kpis(records: dict) -> dict:
         "ttfn_internal_ms": _stats(ttfn_internal),
         "first_note_grid_lateness_ms": _stats(grid_late),
         "prefill_ms": _stats(prefill),
+        "prefill_tokens": _stats(fed_tokens),
+        "ttfn_with_prefill_ms": _stats(ttfn_fed),
+        "ttfn_prompt_cache_hit_ms": _stats(ttfn_hit),
         "jitter_ms": _stats(jitter),
         "arrival_minus_scheduled_ms": _stats(arrival_late),
         "dead_air": {
@@ -285,6 +292,9 @@ def markdown(kpis: dict) -> str:
         ("TTFN (chord onset -> first note at the DAW)", kpis["ttfn_ms"], "ms"),
         ("  of which in the runtime (input -> send)", kpis["ttfn_internal_ms"], "ms"),
         ("  worker prefill (prompt -> first note sampled)", kpis["prefill_ms"], "ms"),
+        ("  tokens put through the net per prompt", kpis.get("prefill_tokens", {"n": 0}), "tokens"),
+        ("TTFN of prompts with a prefill", kpis.get("ttfn_with_prefill_ms", {"n": 0}), "ms"),
+        ("TTFN of prompts held whole by the prompt cache", kpis.get("ttfn_prompt_cache_hit_ms", {"n": 0}), "ms"),
         ("first note lateness vs its grid time", kpis["first_note_grid_lateness_ms"], "ms"),
         ("jitter: sent - scheduled", kpis["jitter_ms"], "ms"),
         ("DAW arrival - scheduled", kpis["arrival_minus_scheduled_ms"], "ms"),
@@ -300,7 +310,7 @@ def markdown(kpis: dict) -> str:
         "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {name} ({unit}) | {s['n']} | {_fmt(s['p50'])} | {_fmt(s['p99'])} | {_fmt(s['max'])} |"
+        f"| {name} ({unit}) | {s['n']} | {_fmt(s.get('p50'))} | {_fmt(s.get('p99'))} | {_fmt(s.get('max'))} |"
         for name, s, unit in rows
     ]
     lead, dead, cpu = kpis["lead_bars"], kpis["dead_air"], kpis["cpu_percent"]

@@ -62,6 +62,7 @@ def warm_up(generator: JamGenerator, steps: int = 24) -> None:
             generator.step()
         generator.flush()
     generator.compact(force=True)
+    generator.prompt_cache.clear()  # the run's prompts only: no head start from warm-up chords
     generator.model.reset()
     generator.builder.reset()
     generator.tokens, generator.states, generator.unfed, generator.logits = [], [], [], None
@@ -158,7 +159,15 @@ def _serve(conn, cfg: dict, generator: JamGenerator, info: dict) -> None:
                 elif msg[0] == "prompt" and msg is prompts[-1]:  # only the latest chord matters
                     request = msg[1]
                     _send_events(conn, request.ctx, generator.prompt(request))
-                    conn.send(("prompted", request.ctx, time.monotonic(), len(generator.tokens)))
+                    conn.send(
+                        (
+                            "prompted",
+                            request.ctx,
+                            time.monotonic(),
+                            len(generator.tokens),
+                            generator.prompt_fed,
+                        )
+                    )
                     sent_horizon, refilling = None, True
                     generator.flush()
             continue

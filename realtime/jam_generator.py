@@ -18,6 +18,7 @@ import torch
 
 from lightning_modules.sampling import allow_only, build_processors, sample_next
 from realtime.prompt_builder import PromptRequest, RemiPromptBuilder
+from realtime.prompt_cache import PromptCache
 from realtime.remi_stream import RemiDecoder, RemiVocab
 from realtime.step_model import StepModel
 
@@ -37,6 +38,7 @@ class JamGenerator:
         compact_keep: int | None = None,
         max_silent_bars: int = 4,
         seed: int = 0,
+        prompt_cache_size: int = 32,
     ):
         self.model, self.v, self.builder = model, vocab, builder
         self.first_note_now, self.velocity_from_input = first_note_now, velocity_from_input
@@ -52,8 +54,11 @@ class JamGenerator:
         self.ctx: int | None = None
         self.request: PromptRequest | None = None
         self.conditioned_until = math.inf
+        self.prompt_fed = 0  # tokens the last prompt put through the net (its prefill)
         self.generator = torch.Generator()
         self.counts = {"steps": 0, "prompts": 0, "compactions": 0, "compactions_interrupted": 0}
+        # restarting formats: reuse the prefill of earlier prompts sharing a prefix (exact; 0 = off)
+        self.prompt_cache = PromptCache(prompt_cache_size)
         self.set_sampling(temperature, top_k, top_p)
 
     # ---- sampling constraints -------------------------------------------------------------
@@ -139,6 +144,7 @@ class JamGenerator:
         self.generator.manual_seed(self.seed * 1_000_003 + request.ctx)
         if getattr(self.builder, "restarts_context", False):
             self._restart(request)
+            self.prompt_fed = self.prompt_cache.last_fed
             return self._first_note(request)
         beats = [s[1] for s in self.states]
         keep = bisect_left(beats, request.beat - 1e-6)  # tokens strictly before the onset
@@ -158,6 +164,7 @@ class JamGenerator:
         for token in self.builder.tokens(request, self.decoder.bar, self.decoder.beat):
             self._append(token, emit=False)
         self.decoder.notes_here = 0  # the chord's notes are the musician's, not the line's
+        self.prompt_fed = len(self.unfed)
         return self._first_note(request)
 
     def _restart(self, request: PromptRequest) -> None:
@@ -173,6 +180,8 @@ class JamGenerator:
             self.unfed.append(token)
         for token in opening:
             self._append(token, emit=False)
+        self.logits, self.unfed = self.prompt_cache.prefill(self.model, self.tokens), []
+        self.counts.update(self.prompt_cache.counts)
         self.decoder.notes_here = 0
         self.conditioned_until = (bar + self.builder.cond_bars) * self.v.beats_per_bar
 

@@ -1,4 +1,7 @@
-"""ONNX Runtime backend: the TransformerDecoder exported with its KV cache, optional dynamic int8.
+"""ONNX Runtime backend: a decoder exported with its KV cache, optional dynamic int8.
+
+Two net families export: `TransformerDecoder` (TokenLM; ExportableDecoder below) and the
+Music Transformer's relative-attention `MusicTransformer` (realtime.onnx_music_transformer).
 
 The exported graph takes `ids (1, T)`, `past_k`/`past_v (L, 1, H, P, D)` and returns the
 last position's logits (1, V) plus the caches extended to P + T; T and P are dynamic (P may be
@@ -66,11 +69,27 @@ class ExportableDecoder(nn.Module):
         return torch.zeros(self.n_layers, 1, self.n_heads, 0, self.head_dim)
 
 
+def exportable(net: nn.Module) -> nn.Module:
+    """The cache-in / cache-out wrapper of a net: ExportableDecoder or ExportableMusicTransformer."""
+    from lightning_modules.components.music_transformer import MusicTransformer
+    from lightning_modules.components.transformer import TransformerDecoder
+    from realtime.onnx_music_transformer import ExportableMusicTransformer
+
+    if isinstance(net, MusicTransformer):
+        return ExportableMusicTransformer(net)
+    if isinstance(net, TransformerDecoder):
+        return ExportableDecoder(net)
+    raise TypeError(
+        f"the ONNX backend exports TransformerDecoder and MusicTransformer nets, not "
+        f"{type(net).__name__}: use realtime/backend=torch for this checkpoint"
+    )
+
+
 def export_onnx(net: nn.Module, path: str | Path, opset: int = 17) -> Path:
     """Write the KV-cached decoder to `path` (TorchScript-based exporter: dynamic T and P)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportableDecoder(net)
+    wrapper = exportable(net)
     ids = torch.zeros(1, 3, dtype=torch.long)
     past = torch.zeros(wrapper.n_layers, 1, wrapper.n_heads, 2, wrapper.head_dim)
     with torch.no_grad():
@@ -143,7 +162,7 @@ class OnnxStepModel:
         if not fp32.exists():
             export_onnx(net, fp32)
         path = quantize_int8(fp32, fp32.with_suffix(".int8.onnx")) if quantize else fp32
-        wrapper = ExportableDecoder(net)
+        wrapper = exportable(net)
         return cls(
             make_session(path, num_threads or 1),
             wrapper.n_layers,

@@ -157,6 +157,7 @@ class JamRuntime:
                 ctx.horizon = max(ctx.horizon, msg[2])
             elif kind == "prompted":
                 self.report.prompts[-1]["prompted"] = msg[2]
+                self.report.prompts[-1]["prefill_tokens"] = msg[4]  # put through the net
 
     def _on_note(self, ctx: Context, msg: tuple, now: float) -> None:
         _, _, note_id, pitch, velocity, beat, generated = msg

@@ -26,6 +26,11 @@ def test_a_20_second_jam_through_jack(jack, tiny_ckpt, tmp_path):
     assert kpis["crash_free"], kpis["exit_code"]
     assert kpis["chords_played"] >= 12
     assert kpis["chords_without_answer"] == 0 and kpis["ttfn_ms"]["n"] == kpis["prompts"]
+    # the worker reports each prompt's prefill: a continuing REMI context always feeds the chord
+    assert kpis["prefill_tokens"]["n"] == kpis["prompts"] and kpis["prefill_tokens"]["max"] > 0
+    assert (
+        kpis["ttfn_with_prefill_ms"]["n"] + kpis["ttfn_prompt_cache_hit_ms"]["n"] == kpis["prompts"]
+    )
     assert kpis["notes_out"] >= kpis["chords_played"]
     assert kpis["notes_received"] == kpis["notes_out"] and kpis["unmatched_sends"] == 0
     assert kpis["unclosed_notes"] == 0 and kpis["all_notes_off_at_end"]
