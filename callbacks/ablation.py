@@ -31,11 +31,14 @@ def predict_loader(module, loader) -> tuple[np.ndarray, np.ndarray]:
     return aggregate_by_item(outs)
 
 
-def compare_on_loader(han, baseline, loader, label_names) -> dict:
+def compare_on_loader(han, baseline, loader, label_names, predictions: list | None = None) -> dict:
+    """HAN vs baseline R2 on one loader; pass a list as `predictions` to get (han, baseline, target)."""
     han_pred, target = predict_loader(han, loader)
     base_pred, target_b = predict_loader(baseline, loader)
     if not np.allclose(target, target_b):
         raise ValueError("ablation: the two models saw different test items")
+    if predictions is not None:
+        predictions.extend([han_pred, base_pred, target])
     r_han, r_base = r2_per_dim(han_pred, target), r2_per_dim(base_pred, target)
     return {"han_r2": float(r_han.mean()), "baseline_r2": float(r_base.mean()),
             "delta_r2": float(r_han.mean() - r_base.mean()), "n_items": len(target),

@@ -6,6 +6,7 @@ a performance's slices are averaged, then R2 (sklearn semantics) is computed per
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class PercePianoModule(PlatformModule):
         self.label_names = LABEL_NAMES
         self._eval_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.last_eval: dict[str, Any] = {}
+        self.history: list[dict[str, float]] = []  # per epoch: val R2/loss, seconds (train + val)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "feature_mean", "feature_std"])
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -53,7 +55,20 @@ class PercePianoModule(PlatformModule):
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/epoch_seconds", time.perf_counter() - self._epoch_start)
+        seconds = time.perf_counter() - self._epoch_start
+        self.log("train/epoch_seconds", seconds)
+        if self.history and self.history[-1]["epoch"] == self.current_epoch:
+            self.history[-1]["epoch_seconds"] = round(seconds, 1)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)  # the platform meta that rebuilds the module
+        checkpoint["percepiano_history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        saved = checkpoint.get("percepiano_history", [])
+        if len(saved) > len(self.history):  # a resumed run; testing the best ckpt keeps the full history
+            self.history = list(saved)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = F.mse_loss(self.predict_from_logits(self(batch)), batch["labels"])
@@ -82,7 +97,26 @@ class PercePianoModule(PlatformModule):
         for name, value in zip(self.label_names, r2):
             self.log(f"{stage}/r2/{short_name(name)}", float(value))
         self.last_eval[stage] = {"r2": float(r2.mean()), "r2_per_dim": dict(zip(self.label_names, r2.tolist())),
-                                 "n_items": len(pred), "pred_std": pred.std(0).tolist()}
+                                 "n_items": len(pred), "pred_std": pred.std(0).tolist(), "target_std": target.std(0).tolist(),
+                                 "loss": float(((pred - target) ** 2).mean())}
+        if stage == "val" and not self.trainer.sanity_checking:
+            self.history.append({"epoch": self.current_epoch, "step": self.global_step,
+                                 "val_r2": round(float(r2.mean()), 4), "val_loss_items": round(self.last_eval["val"]["loss"], 5)})
+        if stage == "test":
+            self.write_test_results()
+
+    def write_test_results(self) -> Path | None:
+        """<run dir>/test_results.json: the test R2 (mean, per dimension) with the checkpoint it came
+        from and the per-epoch history, so the fold table never depends on a (possibly overwritten) csv."""
+        trainer = self.trainer
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return None
+        out = Path(trainer.default_root_dir) / "test_results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**self.last_eval["test"], "ckpt_path": trainer.ckpt_path,
+                                   "history": self.history, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+                                  indent=1))
+        return out
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
@@ -105,7 +139,7 @@ class PercePianoModule(PlatformModule):
         feats = (torch.from_numpy(table.features) - self.feature_mean.cpu()) / self.feature_std.cpu()
         slices = []
         for start, end in measure_slices(table.measure, slice_len=400):
-            dense = lambda a: torch.from_numpy(np.unique(a[start:end], return_inverse=True)[1].reshape(-1))
+            dense = lambda a, s=start, e=end: torch.from_numpy(np.unique(a[s:e], return_inverse=True)[1].reshape(-1))
             slices.append({"x": feats[start:end], "beat": dense(table.beat), "measure": dense(table.measure),
                            "voice": dense(table.voice), "labels": torch.zeros(19), "item": 0})
         batch = {k: v.to(self.device) for k, v in collate_slices(slices).items()}

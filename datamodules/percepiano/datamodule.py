@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from rich.console import Console
@@ -24,6 +23,7 @@ from rich.progress import (
 )
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.base import SplitDataModule
 from datamodules.midi_io import MidiSkip
 from datamodules.percepiano.alignment import BELOW_THRESHOLD
 from datamodules.percepiano.catalog import (
@@ -98,7 +98,7 @@ class EpochPermutation(Sampler):
         return iter(torch.randperm(len(self.dataset), generator=g).tolist())
 
 
-class PercePianoDataModule(L.LightningDataModule):
+class PercePianoDataModule(SplitDataModule):
     def __init__(self, root: str, cache_dir: str, protocol: str = "performer", fold: int = 0,
                  batch_size: int = 8, num_workers: int = 0, slice_len: int = 400,
                  min_matched_fraction: float = 0.5, tempo_window: float = 2.0, search_events: int = 3,
@@ -247,15 +247,6 @@ class PercePianoDataModule(L.LightningDataModule):
         sampler = EpochPermutation(ds, self.seed) if name == "train" else None
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, collate_fn=collate_slices)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def label_names(self) -> tuple[str, ...]:
         return LABEL_NAMES

@@ -1,15 +1,21 @@
 """PercePiano / VirtuosoNet encoders as pure nn blocks: ContextAttention, the hierarchical
 attention network (note -> voice -> beat -> measure) and the 7-layer Bi-LSTM baseline.
 
-Batches are padded (B, T, F) tensors with `lengths`; every LSTM runs on PackedSequences, so the
-padding never enters a recurrence. Hierarchy indices (beat, measure, voice) are dense per
+Batches are padded (B, T, F) tensors with `lengths`; every LSTM runs as a PackedSequence would
+(`lstm_runner.py`: the fused padded path by default, `lstm_impl: packed` for nn.utils.rnn packing),
+so the padding never enters a recurrence. Hierarchy indices (beat, measure, voice) are dense per
 sequence (0..n-1) and -1 on padding.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence
+
+from lightning_modules.components.lstm_runner import (  # re-exported
+    check_impl,
+    run_lstm,
+    run_per_group,
+)
 
 N_LABELS = 19
 
@@ -53,7 +59,7 @@ class ContextAttention(nn.Module):
     def grouped(self, x: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
         """Attention inside groups: x (B, T, size), group (B, T) in 0..n_groups-1 or -1 (padding)
         -> (B, n_groups, size), one summary per group (beat or measure nodes)."""
-        B, T, _ = x.shape
+        B = x.shape[0]
         valid = group >= 0
         g = group.clamp(min=0)
         sim = self.scores(x).masked_fill(~valid.unsqueeze(-1), float("-inf"))  # (B, T, H)
@@ -71,40 +77,9 @@ class ContextAttention(nn.Module):
         return out.scatter_add(1, g.unsqueeze(-1).expand_as(flat), flat * valid.unsqueeze(-1))
 
 
-def run_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """(B, T, F) padded -> (B, T, 2H) through a packed sequence (zeros on padding)."""
-    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
-
-
 def bilstm(input_size: int, hidden: int, layers: int, dropout: float) -> nn.LSTM:
     return nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                    dropout=dropout if layers > 1 else 0.0)
-
-
-def run_per_group(lstm: nn.LSTM, x: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Run `lstm` over each (sequence, group) subsequence in time order, scatter outputs back:
-    x (B, T, F), group (B, T) voice index (-1 on padding) -> (B, T, 2H)."""
-    B, T, _ = x.shape
-    valid = group >= 0
-    n = int(group.max().item()) + 1 if valid.any() else 1
-    key = torch.arange(B, device=x.device).unsqueeze(1) * n + group.clamp(min=0)  # (B, T)
-    key = torch.where(valid, key, torch.full_like(key, B * n))  # padding sorts last
-    pos = torch.arange(T, device=x.device).expand(B, T)
-    order = torch.argsort(key.flatten() * T + pos.flatten())
-    flat_x, flat_key = x.flatten(0, 1)[order], key.flatten()[order]
-    keep = flat_key < B * n
-    flat_x, flat_key, order = flat_x[keep], flat_key[keep], order[keep]
-    counts = torch.unique_consecutive(flat_key, return_counts=True)[1]
-    seqs = list(torch.split(flat_x, counts.tolist()))
-    out, _ = lstm(pack_sequence(seqs, enforce_sorted=False))
-    padded, lens = pad_packed_sequence(out, batch_first=True)  # (G, L, 2H)
-    rows = torch.repeat_interleave(torch.arange(len(seqs), device=x.device), counts)
-    cols = torch.cat([torch.arange(int(c), device=x.device) for c in counts])
-    result = torch.zeros(B * T, padded.shape[-1], device=x.device, dtype=padded.dtype)
-    result[order] = padded[rows, cols]
-    return result.view(B, T, -1)
 
 
 def span_to_notes(nodes: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -136,8 +111,9 @@ class HANEncoder(nn.Module):
     def __init__(self, input_size: int, note_size: int = 256, hidden: int = 256, note_layers: int = 2,
                  voice_layers: int = 2, beat_layers: int = 2, measure_layers: int = 1,
                  num_attention_head: int = 8, final_heads: int = 8, contracted: int = 512,
-                 dropout: float = 0.2, n_out: int = N_LABELS):
+                 dropout: float = 0.2, n_out: int = N_LABELS, lstm_impl: str = "padded"):
         super().__init__()
+        self.lstm_impl = check_impl(lstm_impl)
         self.note_fc = nn.Sequential(nn.Linear(input_size, note_size), nn.Dropout(dropout), nn.ReLU())
         self.note_lstm = bilstm(note_size, hidden, note_layers, dropout)
         self.voice_lstm = bilstm(note_size, hidden, voice_layers, dropout)
@@ -152,19 +128,20 @@ class HANEncoder(nn.Module):
     def note_states(self, x, lengths, beat, measure, voice) -> torch.Tensor:
         """(B, T, 2048): note, voice, beat and measure states of each note."""
         h = self.note_fc(x)                                       # (B, T, 256)
-        note = run_lstm(self.note_lstm, h, lengths)               # (B, T, 512)
-        voice_out = run_per_group(self.voice_lstm, h, voice)      # (B, T, 512)
+        note = run_lstm(self.note_lstm, h, lengths, self.lstm_impl)             # (B, T, 512)
+        voice_out = run_per_group(self.voice_lstm, h, voice, self.lstm_impl)    # (B, T, 512)
         note_voice = torch.cat([note, voice_out], -1)             # (B, T, 1024)
         n_beats = int(beat.max().item()) + 1
         beat_nodes = self.beat_attention(note_voice, group=beat, n_groups=n_beats)     # (B, nb, 1024)
         beat_len = beat.max(1).values + 1
-        beat_out = run_lstm(self.beat_lstm, beat_nodes, beat_len)               # (B, nb, 512)
+        beat_out = run_lstm(self.beat_lstm, beat_nodes, beat_len, self.lstm_impl)             # (B, nb, 512)
         beat_measure = group_parent(beat, measure, n_beats)                     # (B, nb)
         beat_measure = torch.where(torch.arange(n_beats, device=x.device) < beat_len.unsqueeze(1),
                                    beat_measure, -1)
         n_measures = int(measure.max().item()) + 1
         measure_nodes = self.measure_attention(beat_out, group=beat_measure, n_groups=n_measures)  # (B, nm, 512)
-        measure_out = run_lstm(self.measure_lstm, measure_nodes, measure.max(1).values + 1)  # (B, nm, 512)
+        measure_len = measure.max(1).values + 1
+        measure_out = run_lstm(self.measure_lstm, measure_nodes, measure_len, self.lstm_impl)  # (B, nm, 512)
         return torch.cat([note_voice, span_to_notes(beat_out, beat), span_to_notes(measure_out, measure)], -1)
 
     def forward(self, x, lengths, beat, measure, voice) -> torch.Tensor:
@@ -179,8 +156,10 @@ class VirtuosoNetSingle(nn.Module):
     ContextAttention(512, 8) -> the same head. No hierarchy: beat/measure/voice are ignored."""
 
     def __init__(self, input_size: int, note_size: int = 256, hidden: int = 256, layers: int = 7,
-                 final_heads: int = 8, contracted: int = 512, dropout: float = 0.2, n_out: int = N_LABELS):
+                 final_heads: int = 8, contracted: int = 512, dropout: float = 0.2, n_out: int = N_LABELS,
+                 lstm_impl: str = "padded"):
         super().__init__()
+        self.lstm_impl = check_impl(lstm_impl)
         self.note_fc = nn.Sequential(nn.Linear(input_size, note_size), nn.Dropout(dropout), nn.ReLU())
         self.lstm = bilstm(note_size, hidden, layers, dropout)
         self.performance_contractor = nn.Linear(2 * hidden, contracted)
@@ -188,6 +167,6 @@ class VirtuosoNetSingle(nn.Module):
         self.head = PerformanceHead(contracted, n_out, dropout)
 
     def forward(self, x, lengths, beat=None, measure=None, voice=None) -> torch.Tensor:
-        states = run_lstm(self.lstm, self.note_fc(x), lengths)                # (B, T, 512)
+        states = run_lstm(self.lstm, self.note_fc(x), lengths, self.lstm_impl)              # (B, T, 512)
         mask = torch.arange(x.shape[1], device=x.device) < lengths.to(x.device).unsqueeze(1)
         return self.head(self.final_attention(self.performance_contractor(states), mask))

@@ -2,6 +2,7 @@
 infer.py, aggregate folds (and the hierarchy ablation) with the report command."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,9 @@ def test_train_infer_report(shared_data, tmp_path, platform_cache):
                              f"hydra.run.dir={runs / exp / 'fold1'}", *TINY_RUN, *tiny], platform_cache)
         ckpts = [p.name for p in (runs / exp / "fold1" / "checkpoints").glob("best-*.ckpt")]
         assert len(ckpts) == 1 and re.fullmatch(r"best-epoch=\d\d-r2=-?\d+\.\d{4}\.ckpt", ckpts[0]), ckpts
+        tested = json.loads((runs / exp / "fold1" / "test_results.json").read_text())
+        assert Path(tested["ckpt_path"]).name == ckpts[0] and len(tested["r2_per_dim"]) == 19
+        assert [h["epoch"] for h in tested["history"]] == [0, 1]
         summary = json.loads((runs / exp / "fold1" / "percepiano_data_summary.json").read_text())
         assert summary["usable"] == 119 and summary["score_matched_fraction"]["mean"] > 0.9
 
@@ -37,4 +41,5 @@ def test_train_infer_report(shared_data, tmp_path, platform_cache):
                                                               f"cache_dir={platform_cache}"], platform_cache)
     report = json.loads((runs / "report.json").read_text())
     assert report["means"]["percepiano_han"]["folds_done"] == 1
-    assert "delta (hierarchy)" in proc.stdout and list(report["ablation"]) == ["1"]  # json keys are strings
+    assert "delta (hierarchy)" in proc.stdout and list(report["ablation"]) == ["percepiano_han/1"]
+    assert report["runs"]["percepiano_han"]["1"]["source"] == "test_results.json"
