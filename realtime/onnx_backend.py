@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 
 class ExportableDecoder(nn.Module):
-    """Cache-in / cache-out view of a TransformerDecoder (shares its parameters)."""
+    """Cache-in / cache-out view of a TransformerDecoder (shares its parameters).
+
+    Subclasses change how positions enter: `_embed` (absolute positions here) and
+    `_position_scores` (relative logits, realtime.onnx_music_transformer).
+    """
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -40,9 +44,9 @@ class ExportableDecoder(nn.Module):
     def forward(self, ids: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
         net = self.net
         t, p = ids.shape[1], past_k.shape[3]
-        positions = torch.arange(t, device=ids.device) + p  # (T,)
-        x = net.tok_emb(ids) + net.pos_emb(positions)  # (1, T, C)
+        positions = torch.arange(t, device=ids.device) + p  # (T,) absolute positions of the queries
         keys = torch.arange(p + t, device=ids.device)  # (P + T,)
+        x = self._embed(ids, positions)  # (1, T, C)
         blocked = keys[None, :] > positions[:, None]  # (T, P + T): the future is masked
         bias = torch.zeros(blocked.shape, dtype=x.dtype).masked_fill(blocked, float("-inf"))
         new_k, new_v = [], []
@@ -52,8 +56,12 @@ class ExportableDecoder(nn.Module):
             q, k, v = (
                 self._heads(lin(h)) for lin in (attn.query, attn.key, attn.value)
             )  # (1, H, T, D)
-            k, v = torch.cat([past_k[i], k], dim=2), torch.cat([past_v[i], v], dim=2)
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim) + bias  # (1, H, T, P + T)
+            k, v = torch.cat([past_k[i], k], dim=2), torch.cat([past_v[i], v], dim=2)  # (1, H, P+T, D)
+            scores = q @ k.transpose(-2, -1)  # (1, H, T, P + T)
+            extra = self._position_scores(attn, q, keys, t, p)
+            if extra is not None:
+                scores = scores + extra
+            scores = scores / math.sqrt(self.head_dim) + bias
             y = scores.softmax(-1) @ v  # (1, H, T, D)
             x = x + attn.out(y.transpose(1, 2).reshape(1, t, -1))
             x = x + block.ff(block.norm2(x))
@@ -61,6 +69,12 @@ class ExportableDecoder(nn.Module):
             new_v.append(v)
         logits = net.head(net.norm(x[:, -1]))  # (1, V)
         return logits, torch.stack(new_k), torch.stack(new_v)
+
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self.net.tok_emb(ids) + self.net.pos_emb(positions)
+
+    def _position_scores(self, attn: nn.Module, q: torch.Tensor, keys: torch.Tensor, t, p) -> torch.Tensor | None:
+        return None  # absolute positions are in the embedding
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(1, -1, self.n_heads, self.head_dim).transpose(1, 2)

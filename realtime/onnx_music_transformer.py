@@ -18,52 +18,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from realtime.onnx_backend import ExportableDecoder
 
-class ExportableMusicTransformer(nn.Module):
+
+class ExportableMusicTransformer(ExportableDecoder):
     def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net.eval()
-        attn = net.blocks[0].attn
-        self.n_layers, self.n_heads, self.head_dim = len(net.blocks), attn.n_heads, attn.head_dim
+        super().__init__(net)
         self.relative = bool(getattr(net, "relative", True))
 
-    def forward(self, ids: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor):
-        net = self.net
-        t, p = ids.shape[1], past_k.shape[3]
-        positions = torch.arange(t, device=ids.device) + p  # (T,) absolute positions of the queries
-        keys = torch.arange(p + t, device=ids.device)  # (P + T,)
-        x = net.tok_emb(ids)  # (1, T, C)
-        if net.pos_emb is not None:  # relative=false: learned absolute positions
-            x = x + net.pos_emb(positions)
-        blocked = keys[None, :] > positions[:, None]  # (T, P + T): the future is masked
-        mask = torch.zeros(blocked.shape, dtype=x.dtype).masked_fill(blocked, float("-inf"))
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        x = self.net.tok_emb(ids)  # (1, T, C)
+        if self.net.pos_emb is not None:  # relative=false: learned absolute positions
+            x = x + self.net.pos_emb(positions)
+        return x
+
+    def _position_scores(self, attn: nn.Module, q: torch.Tensor, keys: torch.Tensor, t, p) -> torch.Tensor | None:
+        if not self.relative:
+            return None
         # table rows of the distances P+T-1, ..., 0 (left to right), clipped like the eager layer
-        distances = (p + t - 1) - keys  # (P + T,)
-        scale = self.head_dim**-0.5
-        new_k, new_v = [], []
-        for i, block in enumerate(net.blocks):
-            attn = block.attn
-            h = block.norm1(x)
-            q, k, v = (
-                self._heads(lin(h)) for lin in (attn.query, attn.key, attn.value)
-            )  # (1, H, T, D)
-            k, v = (
-                torch.cat([past_k[i], k], dim=2),
-                torch.cat([past_v[i], v], dim=2),
-            )  # (1, H, P+T, D)
-            scores = q @ k.transpose(-2, -1)  # (1, H, T, P + T)
-            if self.relative:
-                rows = distances.clamp(max=attn.max_relative_distance - 1)
-                qe = q @ attn.rel_emb[:, rows].transpose(-2, -1)  # (1, H, T, P + T) by distance
-                scores = scores + self._skew(qe, t, p + t)
-            scores = scores * scale + mask
-            y = scores.softmax(-1) @ v  # (1, H, T, D)
-            x = x + attn.out(y.transpose(1, 2).reshape(1, t, -1))
-            x = x + block.ff(block.norm2(x))
-            new_k.append(k)
-            new_v.append(v)
-        logits = net.head(net.norm(x[:, -1]))  # (1, V)
-        return logits, torch.stack(new_k), torch.stack(new_v)
+        rows = ((p + t - 1) - keys).clamp(max=attn.max_relative_distance - 1)  # (P + T,)
+        qe = q @ attn.rel_emb[:, rows].transpose(-2, -1)  # (1, H, T, P + T) by distance
+        return self._skew(qe, t, p + t)
 
     @staticmethod
     def _skew(qe: torch.Tensor, tq, tk) -> torch.Tensor:
@@ -71,9 +46,3 @@ class ExportableMusicTransformer(nn.Module):
         padded = F.pad(qe, (1, 0))  # (1, H, Tq, Tk + 1)
         flat = padded.reshape(1, qe.shape[1], -1)  # (1, H, Tq * (Tk + 1))
         return flat[:, :, tq:].reshape(1, qe.shape[1], tq, tk)  # (1, H, Tq, Tk)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(1, -1, self.n_heads, self.head_dim).transpose(1, 2)
-
-    def empty_cache(self) -> torch.Tensor:
-        return torch.zeros(self.n_layers, 1, self.n_heads, 0, self.head_dim)
