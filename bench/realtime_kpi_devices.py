@@ -14,6 +14,7 @@ import mido
 import rtmidi
 
 from datamodules.chords import parse_chord, voice_chord
+from realtime.ports import release
 
 PROGRESSION = [
     "C:maj",
@@ -163,7 +164,7 @@ def keyboard_main(
     out.send_message([0xFC])  # MIDI stop
     Path(result_path).write_text(json.dumps({"t0": t0, "sent": sent}))
     time.sleep(0.3)
-    out.delete()
+    release(out)
 
 
 def daw_main(port: str, ready, stop, result_path: str, window_s: float = 5.0) -> None:
@@ -195,4 +196,4 @@ def daw_main(port: str, ready, stop, result_path: str, window_s: float = 5.0) ->
         records += [(anchor + c, p, b) for p, c, b in raw[i:j]]
         i = j
     Path(result_path).write_text(json.dumps(records))
-    inp.delete()
+    release(inp)

@@ -11,7 +11,15 @@ import pytest
 import rtmidi
 
 from realtime.midi_input import InputHandler
-from realtime.ports import InputPort, OutputPort, PortNotFound, PortWatcher, list_ports, open_ports
+from realtime.ports import (
+    InputPort,
+    OutputPort,
+    PortNotFound,
+    PortWatcher,
+    list_ports,
+    open_ports,
+    release,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 API = rtmidi.API_UNIX_JACK
@@ -55,7 +63,7 @@ def test_connect_by_name_delivers_bytes_with_event_timestamps(jack):
         assert sent - 0.002 <= got[0][1] <= time.monotonic()  # stamped near its JACK arrival
         inp.close()
     finally:
-        keyboard.delete()
+        release(keyboard)
 
 
 def test_unexpected_messages_through_a_real_port_are_ignored(jack):
@@ -82,7 +90,7 @@ def test_unexpected_messages_through_a_real_port_are_ignored(jack):
         assert handler.stats.ignored["sysex"] == 1 and handler.stats.ignored["clock"] == 1
         inp.close()
     finally:
-        keyboard.delete()
+        release(keyboard)
 
 
 def test_ports_that_disappear_and_come_back_are_reconnected(jack):
@@ -91,8 +99,9 @@ def test_ports_that_disappear_and_come_back_are_reconnected(jack):
     out = OutputPort(API, "t_daw_c:in", "t_rt_c_out", "out").open()
     watcher = PortWatcher(API, [inp, out], interval_s=0.05)
     try:
-        keyboard.delete()
-        daw.delete()
+        release(keyboard)
+        release(daw)
+        keyboard = daw = None  # gone: a released handle must never be touched again
         assert wait_for(
             lambda: (watcher.poll(time.monotonic()), not inp.connected and not out.connected)[1]
         )
@@ -112,8 +121,8 @@ def test_ports_that_disappear_and_come_back_are_reconnected(jack):
         watcher.close()
         inp.close()
         out.close()
-        keyboard.delete()
-        daw.delete()
+        release(keyboard)
+        release(daw)
 
 
 def test_missing_port_error_names_the_available_ports(jack):
@@ -123,7 +132,7 @@ def test_missing_port_error_names_the_available_ports(jack):
         with pytest.raises(PortNotFound, match=r"Available inputs: \[.*t_kbd_d:out"):
             open_ports("jack", "no_such_keyboard", "virtual")
     finally:
-        keyboard.delete()
+        release(keyboard)
 
 
 def test_cli_lists_ports_and_exits_with_a_clear_message_on_a_missing_port(
@@ -167,4 +176,15 @@ def test_cli_lists_ports_and_exits_with_a_clear_message_on_a_missing_port(
         assert "no_such_keyboard" in missing.stderr and "t_kbd_e:out" in missing.stderr
         assert "list_ports=true" in missing.stderr
     finally:
-        keyboard.delete()
+        release(keyboard)
+
+
+@pytest.mark.slow
+def test_closing_ports_of_many_clients_under_load_does_not_crash(jack):
+    """jackaudio/jack2#216: without release()'s settle pause, 150 such cycles under two CPU hogs
+    segfault in most runs (bench/jack_port_churn.py measures it); with it, none may."""
+    from bench.jack_port_churn import run_churn
+    from realtime.ports import JACK_SETTLE_S
+
+    result = run_churn(cycles=60, settle_s=JACK_SETTLE_S, hogs=2, timeout_s=600)
+    assert result["returncode"] == 0, result
