@@ -31,10 +31,10 @@ _APIS = {
 # jack2 clients walk their own port list in a notification thread (a latency callback after
 # every graph change) while jack_port_unregister erases from that list in the calling thread;
 # closing ports of several clients of one process back to back can therefore segfault
-# (jackaudio/jack2#216, #340; python-rtmidi bundles jack2's libjack). Reproduced here with
-# 300 cycles of 5 ports opened and closed under two CPU hogs: 3 of 4 runs crashed without a
-# pause, 0 of 6 with a 20-50 ms pause before each close, which lets the notifications of the
-# previous change finish. Every close in this package goes through release().
+# (jackaudio/jack2#216, #340; python-rtmidi bundles jack2's libjack). bench/jack_port_churn.py:
+# 150 cycles of the runtime's ports opened and closed under two CPU hogs crashed 2 of 3 runs
+# without a pause, 0 of 3 with 20 ms or 50 ms before each close, which lets the notifications
+# of the previous change finish. Every close in this package goes through release().
 JACK_SETTLE_S = 0.05
 
 
