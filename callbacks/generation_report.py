@@ -8,6 +8,9 @@ Needs a datamodule with `heldout(n, split)` (RoleDataModule) and a module with
   midi/<i>_generated.mid, midi/<i>_real.mid   conditioning + part, for listening
   png/<i>.png               piano rolls: generated above real, same conditioning
 and logs the means (and, to W&B, the table and rolls) to the trainer's loggers.
+
+The same report for a finished run, e.g. with other sampling settings (conf/report.yaml):
+    python -m callbacks.generation_report run_dir=<role-conditioned run> sampling.chord_penalty=2.0
 """
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ import json
 import logging
 from pathlib import Path
 
+import hydra
 import lightning as L
 import numpy as np
 import pandas as pd
 import symusic
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
 from datamodules.midi_io import save_piano_roll_png
 from datamodules.tokenizer import decode_ids
@@ -138,11 +144,42 @@ class GenerationReport(L.Callback):
         flat = {f"report/{set_name}/{name}": stats["metrics"][name]["mean"]
                 for set_name, stats in summary["sets"].items() for name in names
                 if np.isfinite(stats["metrics"][name]["mean"])}
-        trainer = module.trainer
-        for logger in trainer.loggers:
+        trainer = module._trainer  # None when the report runs from the command line
+        for logger in trainer.loggers if trainer is not None else []:
             logger.log_metrics(flat, step=trainer.global_step)
             if type(logger).__name__ == "WandbLogger":
                 logger.log_table("report/per_sample", dataframe=table.astype({"file": str}))
                 pngs = sorted(str(p) for p in (self.out_dir / "png").glob("*.png"))
                 if pngs:
                     logger.log_image("report/piano_rolls", images=pngs)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def main(cfg: DictConfig) -> dict:
+    """Rebuild a finished run's role data module, load its checkpoint, write the report."""
+    from lightning_modules.checkpoint import load_module
+
+    run_config = Path(cfg.run_dir) / ".hydra" / "config.yaml"
+    if not run_config.is_file():
+        raise FileNotFoundError(f"{run_config} not found: run_dir must be a training run's output folder "
+                                "(the one holding .hydra/ and checkpoints/)")
+    ckpt = Path(cfg.ckpt_path)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"{ckpt} not found: pass ckpt_path=<checkpoint of {cfg.run_dir}>")
+    datamodule = instantiate(OmegaConf.load(run_config).data)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    held = datamodule.heldout(cfg.n_samples, cfg.split)
+    if not held:
+        raise ValueError(f"no held-out {cfg.split} windows in {cfg.run_dir}'s data set")
+    L.seed_everything(cfg.seed)
+    report = GenerationReport(cfg.out_dir, cfg.n_samples, cfg.split, n_png=cfg.n_png, seed=cfg.seed,
+                              max_new_tokens=cfg.max_new_tokens, sampling={k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None})
+    summary = report.report(load_module(ckpt), held)
+    print((Path(cfg.out_dir) / "report.md").read_text(), flush=True)
+    print(f"report: {cfg.out_dir}", flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -151,12 +151,13 @@ def remi_beat_position(history: torch.Tensor, is_bar: torch.Tensor, position_bea
 
     is_bar: (V,) bool; position_beats: (V,) float, beat-in-bar of Position ids, -1 elsewhere.
     """
+    if history.size(1) == 0:  # the first generated token: the start of the first bar
+        return torch.zeros(history.size(0), device=history.device)
     bar_count = is_bar.to(history.device)[history].long().cumsum(1)  # (B, T)
     current = bar_count[:, -1]
     pos = position_beats.to(history.device)[history]  # (B, T)
     in_bar = (bar_count == current[:, None]) & (pos >= 0)
-    last = torch.where(in_bar, pos, torch.full_like(pos, -1.0)).amax(dim=1).clamp(min=0) \
-        if history.size(1) else torch.zeros(history.size(0), device=history.device)
+    last = torch.where(in_bar, pos, torch.full_like(pos, -1.0)).amax(dim=1).clamp(min=0)
     return (current - 1).clamp(min=0).to(last.dtype) * beats_per_bar + last
 
 

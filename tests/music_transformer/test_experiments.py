@@ -7,7 +7,7 @@ import math
 import pytest
 import symusic
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 import train
 from datamodules.roles import prepare_role_dataset
@@ -60,6 +60,15 @@ def test_lora_run_exports_reports_and_infer_writes_lead_and_combined(tmp_path, p
     assert (run / "report" / "report.md").read_text().count("chord_tone_ratio") == 1
     assert list((run / "report" / "png").glob("*.png"))
     assert len(list((run / "report" / "midi").glob("*.mid"))) == 2 * held  # generated + real
+
+    # the same report from the command line, from the run's folder: same checkpoint weights, same samples
+    (run / ".hydra").mkdir()
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml", resolve=True)  # what a `python train.py` run leaves
+    again = tmp_path / "report_cli"
+    run_cli("-m callbacks.generation_report", [f"run_dir={run}", f"ckpt_path={ckpts / 'last.ckpt'}",
+                                               "n_samples=2", "max_new_tokens=48", "n_png=1",
+                                               f"hydra.run.dir={again}"], platform_cache)
+    assert (again / "per_sample.csv").read_text() == (run / "report" / "per_sample.csv").read_text()
 
     conditioning = next(roles_root.glob("lead/*/conditioning.mid"))
     out = tmp_path / "gen"

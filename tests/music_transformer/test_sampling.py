@@ -43,6 +43,10 @@ def test_remi_beat_position_and_chord_mask_follow_the_decoded_time():
     mask = chord_tone_mask(pcs, is_bar, position, grid, steps_per_beat=1, start=1, penalty=float("inf"))
     out = mask(torch.zeros(1, 5), history)
     assert torch.isinf(out[0, 3]) and out[0, 4] == 0
+    # the first generated token (nothing after the prompt yet) is judged at beat 0
+    assert remi_beat_position(history[:, 7:], is_bar, position).tolist() == [0.0]
+    first = mask(torch.zeros(1, 5), history[:, :1])
+    assert first[0, 3] == 0 and torch.isinf(first[0, 4])
 
 
 def test_old_processors_unchanged_and_history_required_when_needed():
