@@ -9,8 +9,9 @@ so a fresh 16-bar piece from a 4-bar model is a chain of continuations.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from lightning_modules.components.fractal import reference_values, regenerate_ma
 from lightning_modules.fractal import MAJOR_PROFILE, FractalModule
 from web.roll import fractal_roll
 from web.schemas import GenerationRequest
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[dict], None]
 
@@ -58,6 +61,7 @@ class FractalPlan:
     targets: list[int] | None
     seed: int
     sampling: dict
+    notices: list[str] = field(default_factory=list)  # what the user should know, shown with the result
 
 
 class FractalEngine:
@@ -93,10 +97,16 @@ class FractalEngine:
         refs = reference_values(self.chain, torch.from_numpy(vel)[None], torch.from_numpy(dur)[None])
         return Piece(vel, dur, [{k: v[0].numpy() for k, v in lv.items()} for lv in refs[:-1]], qpm)
 
-    def piece_from_score(self, score: symusic.Score, steps: int | None) -> Piece:
+    def piece_from_score(self, score: symusic.Score, steps: int | None, notices: list[str] | None = None) -> Piece:
         roll = score_to_roll(score, self.steps_per_beat, self.pitch_low, self.n_pitches)
         start = roll.first_downbeat
         end = start + min(steps or roll.n_steps - start, self.max_steps)
+        if steps is None and roll.n_steps - start > self.max_steps:
+            notice = (f"the uploaded MIDI has {-(-(roll.n_steps - start) // self.bar)} bars from its first "
+                      f"downbeat; the first {self.max_steps // self.bar} were used (limits.max_length_bars)")
+            log.warning(notice)
+            if notices is not None:
+                notices.append(notice)
         if roll.velocity[start:end].sum() == 0:
             raise RequestError(f"the uploaded MIDI has no notes in this model's pitch range "
                                f"{self.pitch_low}..{self.pitch_low + self.n_pitches - 1}")
@@ -130,13 +140,13 @@ class FractalEngine:
         if steps is not None and steps > self.max_steps:
             raise RequestError(f"length_bars={req.length_bars} is over the limit "
                                f"({self.max_steps // self.bar} bars, limits.max_length_bars)")
-        source = None
+        source, notices = None, []
         if source_dir is not None:
             source = Piece.load(source_dir / "piece.npz", len(self.names) - 1)
             if req.source_notes is not None:
                 source = self.edited(source, req.source_notes)
         elif upload is not None and req.midi_use == "source":
-            source = self.piece_from_score(upload, steps)
+            source = self.piece_from_score(upload, steps, notices)
         if source is None and (req.region is not None or req.target_levels is not None):
             raise RequestError("region / target_levels regenerate part of a piece: pass source_job (a "
                                "finished job) or upload a MIDI with midi_use=source")
@@ -160,7 +170,7 @@ class FractalEngine:
             chroma = np.asarray(MAJOR_PROFILE, np.float32)
         sampling = dict(self.module.generation)
         sampling.update({k: v for k, v in {"temperature": req.temperature, "top_p": req.top_p}.items() if v is not None})
-        return FractalPlan(source, chroma, start, end, req.target_levels, req.seed, sampling)
+        return FractalPlan(source, chroma, start, end, req.target_levels, req.seed, sampling, notices)
 
     def windows(self, start: int, end: int, n_steps: int) -> list[tuple[int, int, int]]:
         """(window start, regenerate from, regenerate to) covering [start, end); each window
@@ -205,8 +215,9 @@ class FractalEngine:
                 for k, v in values.items():
                     view = targets[k][lo:lo + len(m)]
                     view[m] = v[0].numpy()[m].astype(view.dtype)
-        return self.write(piece, out_dir, {"start_step": plan.start, "end_step": plan.end,
-                                           "levels": plan.targets or list(range(depth))})
+        summary = self.write(piece, out_dir, {"start_step": plan.start, "end_step": plan.end,
+                                              "levels": plan.targets or list(range(depth))})
+        return {**summary, "notices": plan.notices}
 
     def write(self, piece: Piece, out_dir: Path, changed: dict) -> dict:
         piece.save(out_dir / "piece.npz")

@@ -109,6 +109,25 @@ def test_uploaded_source_keeps_its_structure(make_client, tmp_path):
     assert client.get(f"/jobs/{job}").json()["request"]["upload"] == "chords.mid"
 
 
+def test_a_source_longer_than_the_limit_is_cut_and_the_result_says_so(make_client, tmp_path):
+    client = make_client()
+    score = symusic.Score(480)  # a C major chord per beat for 11 bars; the test registry allows 8
+    track = symusic.Track("chords", 0, False)
+    for beat in range(44):
+        track.notes.extend(symusic.Note(beat * 480, 400, p, 80) for p in (60, 64, 67))
+    score.tracks.append(track)
+    score.dump_midi(str(tmp_path / "long.mid"))
+    midi = (tmp_path / "long.mid").read_bytes()
+    job = run_job(client, {"midi_use": "source", "target_levels": [3], "seed": 1}, midi, "long.mid")
+    info = client.get(f"/jobs/{job}").json()
+    assert info["summary"]["bars"] == 8
+    assert info["summary"]["notices"] == [
+        "the uploaded MIDI has 11 bars from its first downbeat; the first 8 were used (limits.max_length_bars)"]
+    short = run_job(client, {"midi_use": "source", "target_levels": [3], "seed": 1},
+                    chord_midi(tmp_path / "short.mid").read_bytes(), "short.mid")
+    assert client.get(f"/jobs/{short}").json()["summary"]["notices"] == []
+
+
 def test_chroma_upload_sets_the_global_chroma(registry, tmp_path):
     from datamodules.piano_roll import piece_chroma
     from web.schemas import GenerationRequest

@@ -123,7 +123,8 @@ async function showJob(jobId, summary) {
   $("play").disabled = false;
   $("stop").disabled = false;
   $("generate").disabled = false;
-  setStatus(`done: ${roll.notes.length} notes, ${roll.n_steps / (roll.steps_per_beat * roll.beats_per_bar)} bars`, "done");
+  const notices = summary && summary.notices && summary.notices.length ? ` (note: ${summary.notices.join("; ")})` : "";
+  setStatus(`done: ${roll.notes.length} notes, ${roll.n_steps / (roll.steps_per_beat * roll.beats_per_bar)} bars${notices}`, "done");
   updateInpaintButton();
 }
 
