@@ -142,7 +142,9 @@ def pitch_class_mask(token_pitch_class: torch.Tensor,
         if penalty == float("inf"):
             return logits.masked_fill(~ok, float("-inf"))
         return logits - penalty * (~ok).to(logits.dtype)
-    return with_history(apply)
+    if callable(allowed):
+        return with_history(apply)
+    return lambda logits, history=None: apply(logits, history)  # a fixed set needs no history
 
 
 def remi_beat_position(history: torch.Tensor, is_bar: torch.Tensor, position_beats: torch.Tensor,

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from lightning_modules.sampling import allow_only, build_processors, sample_next
+from lightning_modules.sampling import allow_only, build_processors, pitch_class_mask, sample_next
 from realtime.prompt_builder import PromptRequest, RemiPromptBuilder
 from realtime.prompt_cache import PromptCache
 from realtime.remi_stream import RemiDecoder, RemiVocab
@@ -39,6 +39,7 @@ class JamGenerator:
         max_silent_bars: int = 4,
         seed: int = 0,
         prompt_cache_size: int = 32,
+        chord_penalty: float | None = None,
     ):
         self.model, self.v, self.builder = model, vocab, builder
         self.first_note_now, self.velocity_from_input = first_note_now, velocity_from_input
@@ -59,6 +60,11 @@ class JamGenerator:
         self.counts = {"steps": 0, "prompts": 0, "compactions": 0, "compactions_interrupted": 0}
         # restarting formats: reuse the prefill of earlier prompts sharing a prefix (exact; 0 = off)
         self.prompt_cache = PromptCache(prompt_cache_size)
+        # lowers (inf: forbids) pitches whose class is not among the held chord's notes
+        self.chord_penalty = chord_penalty
+        self.pitch_class = torch.full((vocab.size,), -1, dtype=torch.long)
+        for pitch, token in vocab.pitch_ids.items():
+            self.pitch_class[token] = pitch % 12
         self.set_sampling(temperature, top_k, top_p)
 
     # ---- sampling constraints -------------------------------------------------------------
@@ -66,7 +72,28 @@ class JamGenerator:
         self.tail = build_processors(temperature, top_k, top_p)  # temperature, top-k, top-p
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
         self._grammar: dict[tuple, list] = {}
-        self.procs_first = [allow_only(self.builder.pitch_range_ids())] + self.tail
+        self._first: dict[tuple, list] = {}
+
+    def _chord(self) -> tuple[int, ...]:
+        """Pitch classes of the held chord when chord_penalty is on, else ()."""
+        if not self.chord_penalty or self.request is None:
+            return ()
+        return tuple(sorted({p % 12 for p in self.request.pitches}))
+
+    def _with_chord(self, grammar: list, chord: tuple[int, ...]) -> list:
+        """grammar mask, temperature, the chord mask, then the sampling cut (top-k / top-p)."""
+        if not chord:
+            return grammar + self.tail
+        allowed = torch.zeros(12, dtype=torch.bool)
+        allowed[list(chord)] = True
+        mask = pitch_class_mask(self.pitch_class, allowed, float(self.chord_penalty))
+        return grammar + self.tail[:1] + [mask] + self.tail[1:]
+
+    def _first_processors(self) -> list:
+        chord = self._chord()
+        if chord not in self._first:
+            self._first[chord] = self._with_chord([allow_only(self.builder.pitch_range_ids())], chord)
+        return self._first[chord]
 
     def _processors(self) -> list:
         """REMI grammar for the role's line: Pitch -> Velocity -> Duration -> (Pitch | a later
@@ -78,7 +105,8 @@ class JamGenerator:
             (self.decoder.beat - max(self.decoder.bar, 0) * self.v.beats_per_bar)
             * self.v.positions_per_beat
         )
-        key = (last, full, slot)
+        chord = self._chord()
+        key = (last, full, slot, chord)
         if key not in self._grammar:
             role, v = self.builder.role, self.v
             pitches = [] if full else self.builder.pitch_range_ids()
@@ -95,7 +123,7 @@ class JamGenerator:
                 allowed = pitches or later + [v.bar_id]
             else:  # after a note (or anything unexpected): another note, a later position, next bar
                 allowed = pitches + later + [v.bar_id]
-            self._grammar[key] = [allow_only(allowed)] + self.tail
+            self._grammar[key] = self._with_chord([allow_only(allowed)], chord)
         return self._grammar[key]
 
     # ---- context bookkeeping --------------------------------------------------------------
@@ -189,7 +217,7 @@ class JamGenerator:
         if not self.first_note_now:
             return []
         self.flush()  # prefill: only the cut-back tail and the chord tokens are new
-        events = self._append(int(sample_next(self.logits[None], self.procs_first, self.generator)))
+        events = self._append(int(sample_next(self.logits[None], self._first_processors(), self.generator)))
         if self.velocity_from_input:
             return events + self._append(self.v.velocity_token(request.velocity))
         self.flush()

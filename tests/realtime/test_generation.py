@@ -67,6 +67,26 @@ def test_prompt_answers_at_the_onset_and_the_stream_follows_the_role(module):
     assert cache_matches_a_fresh_forward(gen, module)
 
 
+def test_chord_penalty_keeps_the_line_on_the_held_chord_and_follows_a_new_one(module):
+    vocab = RemiVocab(module.tokenizer)
+    gen = JamGenerator(TorchStepModel.from_module(module), vocab, RemiPromptBuilder(vocab, role=ROLE),
+                       seed=3, chord_penalty=float("inf"))
+    first = gen.prompt(PromptRequest(1, 0.0, (57, 60, 64), 100, "A:min", 120.0))
+    a_minor = [e for e in first + run_until(gen, 8.0) if isinstance(e, NoteStart)]
+    second = gen.prompt(PromptRequest(2, 8.0, (53, 57, 60, 62), 100, "D:min7", 120.0))
+    d_minor7 = [e for e in second + run_until(gen, 16.0) if isinstance(e, NoteStart)]
+    assert len(a_minor) >= 2 and len(d_minor7) >= 2
+    assert {n.pitch % 12 for n in a_minor} <= {9, 0, 4}
+    assert {n.pitch % 12 for n in d_minor7} <= {5, 9, 0, 2}
+    assert cache_matches_a_fresh_forward(gen, module)
+    # (the tiny model learnt chord-tone lines, so the mask itself is checked too)
+    grammar, temperature, mask = gen._first_processors()[:3]
+    logits = mask(temperature(grammar(torch.zeros(1, vocab.size))))
+    open_pitches = {p for p, t in vocab.pitch_ids.items() if torch.isfinite(logits[0, t])}
+    assert {p % 12 for p in open_pitches} == {5, 9, 0, 2}
+    assert open_pitches == {p for p in range(60, 97) if p % 12 in {5, 9, 0, 2}}  # the role's register
+
+
 def test_reprompt_cuts_the_future_and_keeps_the_cache_exact(module):
     gen = make_generator(module)
     gen.prompt(PromptRequest(1, 0.0, (48, 52, 55), 80, "C:maj", 120.0))
