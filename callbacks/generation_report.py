@@ -173,8 +173,9 @@ def main(cfg: DictConfig) -> dict:
     if not held:
         raise ValueError(f"no held-out {cfg.split} windows in {cfg.run_dir}'s data set")
     L.seed_everything(cfg.seed)
+    sampling = {k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None}
     report = GenerationReport(cfg.out_dir, cfg.n_samples, cfg.split, n_png=cfg.n_png, seed=cfg.seed,
-                              max_new_tokens=cfg.max_new_tokens, sampling={k: v for k, v in OmegaConf.to_container(cfg.sampling).items() if v is not None})
+                              max_new_tokens=cfg.max_new_tokens, sampling=sampling)
     summary = report.report(load_module(ckpt), held)
     print((Path(cfg.out_dir) / "report.md").read_text(), flush=True)
     print(f"report: {cfg.out_dir}", flush=True)
