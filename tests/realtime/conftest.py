@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from datamodules.role_tokens import build_role_tokenizer
 from datamodules.tokenizer import encode_score, tokenizer_to_json
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
@@ -29,6 +30,18 @@ def jack():
             "no JACK server reachable: run `bash realtime/jack_setup.sh` to test through real MIDI ports"
         )
     return True
+
+
+def role_tokenizer(use_tempos: bool = True):
+    """The Music Transformer family's REMI tokenizer with role control tokens, as the runtime sees it."""
+    return build_role_tokenizer(
+        kind="REMI",
+        pitch_range=[21, 109],
+        beat_res={"0_4": 8, "4_12": 4},
+        num_velocities=16,
+        use_tempos=use_tempos,
+        use_time_signatures=False,
+    )
 
 
 def synthetic_scores(n: int = 12, bars: int = 8, seed: int = 0) -> list[symusic.Score]:

@@ -168,18 +168,12 @@ def test_role_conditioned_prompts_match_the_family_format_and_drive_a_music_tran
     worker's generator with a MusicTransformer net (random weights: the mechanics, not music)."""
     from types import SimpleNamespace
 
-    from datamodules.role_tokens import build_prompt, build_role_tokenizer, chord_notes_to_score
+    from datamodules.role_tokens import build_prompt, chord_notes_to_score
+    from tests.realtime.conftest import role_tokenizer
     from lightning_modules.components.music_transformer import MusicTransformer
     from realtime.prompt_builder import RoleConditionedPromptBuilder
 
-    tokenizer = build_role_tokenizer(
-        kind="REMI",
-        pitch_range=[21, 109],
-        beat_res={"0_4": 8, "4_12": 4},
-        num_velocities=16,
-        use_tempos=use_tempos,
-        use_time_signatures=False,
-    )
+    tokenizer = role_tokenizer(use_tempos)
     vocab = RemiVocab(tokenizer)
     builder = RoleConditionedPromptBuilder(
         vocab, tokenizer, role=ROLE, role_token="lead", cond_bars=2

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datamodules.role_tokens import build_role_tokenizer
 from lightning_modules.components.music_transformer import MusicTransformer
 from realtime.jam_generator import JamGenerator
 from realtime.onnx_backend import OnnxStepModel, parity
@@ -16,20 +15,14 @@ from realtime.prompt_builder import PromptRequest, RoleConditionedPromptBuilder
 from realtime.prompt_cache import PromptCache
 from realtime.remi_stream import NoteStart, RemiVocab
 from realtime.step_model import TorchStepModel, build_step_model
+from tests.realtime.conftest import role_tokenizer
 
 ROLE = {"name": "solo", "min_pitch": 60, "max_pitch": 96, "max_notes_per_position": 1}
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_role_tokenizer(
-        kind="REMI",
-        pitch_range=[21, 109],
-        beat_res={"0_4": 8, "4_12": 4},
-        num_velocities=16,
-        use_tempos=True,
-        use_time_signatures=False,
-    )
+    return role_tokenizer()
 
 
 def mt_module(tokenizer, relative: bool = True, table: int = 64, seed: int = 0):
